@@ -1,0 +1,151 @@
+"""Codec configuration: the model grid, motion search and GOP settings, in one place.
+
+Numbers the paper states are defaults here (PAPER.md §1): 512x512 input, 16 px patches merged
+2x2 (1 token = 32x32 px, 256 tokens per anchor), 16x16 macroblocks, 2 fps sampling, K_max = 16.
+Numbers the paper leaves open (lambda, search radius, absolute gamma) are chosen and explained
+beside their field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from videomemory.errors import InvalidArgument
+
+#: Side of a motion-search macroblock in pixels; equal to the ViT patch (PAPER §1.1).
+BLOCK = 16
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The model's input geometry: frames are resized to ``width`` x ``height`` before coding."""
+
+    width: int = 512
+    height: int = 512
+    patch: int = 16  # ViT patch side in px
+    merge: int = 2  # the merger joins merge x merge patches into one LLM token
+
+    def __post_init__(self) -> None:
+        cell = self.token_px
+        if self.width <= 0 or self.height <= 0 or self.width % cell or self.height % cell:
+            raise InvalidArgument(
+                f"grid {self.width}x{self.height} must be positive multiples of {cell} px "
+                f"(one token = {self.merge}x{self.merge} patches of {self.patch} px)"
+            )
+
+    @property
+    def token_px(self) -> int:
+        """Side of one LLM token's cell in pixels (32 by default)."""
+        return self.patch * self.merge
+
+    @property
+    def blocks(self) -> tuple[int, int]:
+        """Macroblock grid as (rows, cols)."""
+        return self.height // BLOCK, self.width // BLOCK
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of 16x16 macroblocks in a frame."""
+        rows, cols = self.blocks
+        return rows * cols
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Visual tokens one full image (an anchor) costs on this grid."""
+        return (self.width // self.token_px) * (self.height // self.token_px)
+
+    @classmethod
+    def parse(cls, text: str) -> "Grid":
+        """Parse ``"512x512"`` (width x height)."""
+        try:
+            w, h = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise InvalidArgument(f"grid {text!r} is not WIDTHxHEIGHT, e.g. 512x512") from None
+        return cls(width=w, height=h)
+
+    @classmethod
+    def fit(cls, src_width: int, src_height: int, max_tokens: int = 256) -> "Grid":
+        """Aspect-preserving grid with at most ``max_tokens`` tokens, sides multiples of 32 px."""
+        cell = cls.patch * cls.merge  # class defaults
+        aspect = src_width / src_height
+        # Largest token grid (tw, th) with tw*th <= max_tokens and tw/th close to the aspect.
+        th = max(1, int(math.sqrt(max_tokens / aspect)))
+        tw = max(1, min(max_tokens // th, round(th * aspect)))
+        while tw * th > max_tokens:
+            th -= 1
+        return cls(width=tw * cell, height=max(1, th) * cell)
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Block motion search: cost(d) = SAD(block, ref shifted by d) + lam * |d|_1 (PAPER Eq. 1)."""
+
+    # +-64 px absorbs a brisk pan at 2 fps on a 512 px grid (PAPER §1.2 says "enlarged", no number).
+    radius: int = 64
+    # SAD is summed over 16*16*3 = 768 RGB values; lam = 4 per px of |d|_1 is a tie-breaker that
+    # prefers short vectors in flat areas without overriding a real match (a 1-grey-level
+    # difference over a block already costs 768).
+    lam: int = 4
+    method: str = "fast"  # "fast" (pyramid + predictors) or "exhaustive" (reference)
+
+    def __post_init__(self) -> None:
+        if self.radius < 1:
+            raise InvalidArgument(f"motion radius {self.radius} must be >= 1 px")
+        if self.lam < 0:
+            raise InvalidArgument(f"motion lambda {self.lam} must be >= 0")
+        if self.method not in ("fast", "exhaustive"):
+            raise InvalidArgument(f"motion method {self.method!r} is not 'fast' or 'exhaustive'")
+
+
+@dataclass(frozen=True)
+class GopConfig:
+    """Anchor decision: a new GOP when pcost > gamma or the GOP holds k_max P-frames (PAPER §1.3)."""
+
+    # gamma per 16x16 block, in the units of the block cost (SAD over 768 RGB values + lam|d|_1),
+    # so the same value works at any grid size. Default from bench/calibrate_gamma.py on the
+    # generated corpus (see README): well above a well-predicted pan or moving object, well below
+    # a hard cut.
+    gamma_per_block: float = 6000.0
+    k_max: int = 16
+
+    def __post_init__(self) -> None:
+        if self.gamma_per_block <= 0:
+            raise InvalidArgument(f"gamma {self.gamma_per_block} must be > 0")
+        if self.k_max < 0:
+            raise InvalidArgument(f"k_max {self.k_max} must be >= 0")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything that decides how a video is sampled and coded."""
+
+    fps: float = 2.0
+    grid: Grid = field(default_factory=Grid)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    gop: GopConfig = field(default_factory=GopConfig)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.fps <= 120):
+            raise InvalidArgument(f"fps {self.fps} must be in (0, 120]")
+
+    def with_(self, **changes: object) -> "CodecConfig":
+        """A copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when torch sees one, else CPU; anything else is passed to torch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"device {device!r} is not valid: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+    return dev

@@ -1,0 +1,1 @@
+"""memory: LanceDB store of record, stable frame IDs, resumable archive indexing (DESIGN §5-6)."""
