@@ -2,9 +2,204 @@
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Optional, TypeVar
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from videomemory.errors import VideoMemoryError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Store and serve video as a predictive visual code (anchors + P-frames) for agents.",
+)
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def friendly_errors(fn: F) -> F:
+    """Print a VideoMemoryError as one actionable line and exit 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except VideoMemoryError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _codec_config(fps: float, grid: str, gamma: Optional[float], k_max: int, search: str, source: Path | None):
+    from videomemory.codec.config import CodecConfig, GopConfig, Grid, MotionConfig
+
+    if grid == "fit":
+        if source is None:
+            raise typer.BadParameter("--grid fit needs a video file")
+        from videomemory.codec.decode import probe
+
+        info = probe(source)
+        g = Grid.fit(info.width, info.height)
+    else:
+        g = Grid.parse(grid)
+    gop = GopConfig(k_max=k_max) if gamma is None else GopConfig(gamma_per_block=gamma, k_max=k_max)
+    return CodecConfig(fps=fps, grid=g, motion=MotionConfig(method=search), gop=gop)
+
+
+def _encode_stream(video: Path, config, device: str) -> Iterator:
+    from videomemory.codec.decode import sample_frames
+    from videomemory.codec.gop import GopEncoder
+
+    encoder = GopEncoder(config, device)
+    for frame in sample_frames(video, fps=config.fps, grid=config.grid):
+        yield encoder.push(frame)
+
+
+def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
+    """Print per-frame rows (and per-GOP lengths) as they come; return the frame summaries."""
+    rows: list[dict] = []
+    gop_rows: list[dict] = []
+    t0 = time.perf_counter()
+
+    def close_gop() -> None:
+        if not rows:
+            return
+        members = [r for r in rows if r["gop"] == rows[-1]["gop"]]
+        rec = {
+            "type": "gop",
+            "gop": members[0]["gop"],
+            "start_ms": members[0]["pts_ms"],
+            "end_ms": members[-1]["pts_ms"],
+            "frames": len(members),
+            "p_frames": len(members) - 1,
+            "anchor_reason": members[0]["reason"],
+        }
+        gop_rows.append(rec)
+        if as_json:
+            print(json.dumps(rec), flush=True)
+
+    table = Table(title=title, show_lines=False)
+    for col in ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP"):
+        table.add_column(col, justify="right" if col not in ("role", "why anchor") else "left")
+    for code in codes_iter:
+        rec = {"type": "frame", **code.summary()}
+        if rows and rec["gop"] != rows[-1]["gop"]:
+            close_gop()
+            if not as_json and table.rows:
+                table.rows[-1].end_section = True
+        rows.append(rec)
+        if as_json:
+            print(json.dumps(rec), flush=True)
+        else:
+            table.add_row(
+                str(rec["sampled_index"]),
+                str(rec["pts_ms"]),
+                str(rec["source_index"]),
+                "[bold cyan]I[/]" if rec["role"] == "I" else "P",
+                "-" if rec["pcost_per_block"] is None else f"{rec['pcost_per_block']:.0f}",
+                "-" if "motion_mean_px" not in rec else f"{rec['motion_mean_px']:.1f}",
+                rec["reason"],
+                str(rec["gop"]),
+            )
+    close_gop()
+    seconds = time.perf_counter() - t0
+    lengths = [g["frames"] for g in gop_rows]
+    p_counts = sorted(g["p_frames"] for g in gop_rows)
+    summary = {
+        "type": "summary",
+        "frames": len(rows),
+        "gops": len(gop_rows),
+        "gop_lengths": lengths,
+        "mean_gop_length": round(sum(lengths) / len(lengths), 2) if lengths else 0,
+        "median_p_per_gop": p_counts[len(p_counts) // 2] if p_counts else 0,
+        "seconds": round(seconds, 3),
+    }
+    if as_json:
+        print(json.dumps(summary), flush=True)
+    else:
+        out.print(table)
+        out.print(
+            f"{summary['frames']} sampled frames, {summary['gops']} GOPs "
+            f"(lengths {', '.join(map(str, lengths))}); mean GOP {summary['mean_gop_length']} frames, "
+            f"median {summary['median_p_per_gop']} P-frames per GOP; coded in {seconds:.2f} s"
+        )
+    return rows
+
+
+@app.command()
+@friendly_errors
+def encode(
+    video: Path = typer.Argument(..., help="A video file (anything FFmpeg reads)."),
+    fps: float = typer.Option(2.0, help="Sampling rate in frames per second (by timestamp)."),
+    grid: str = typer.Option("512x512", help="Model grid WIDTHxHEIGHT (multiples of 32), or 'fit' to keep the aspect."),
+    gamma: Optional[float] = typer.Option(None, help="Anchor threshold per 16x16 block (default: calibrated value)."),
+    k_max: int = typer.Option(16, "--k-max", help="Longest run of P-frames before a forced anchor."),
+    search: str = typer.Option("fast", help="Motion search: fast or exhaustive (slow reference)."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line: frames, GOPs, then a summary."),
+) -> None:
+    """Sample a video, search motion, choose anchors; print one row per frame and each GOP's length."""
+    config = _codec_config(fps, grid, gamma, k_max, search, video)
+    _print_gop_table(_encode_stream(video, config, device), as_json, f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}")
+
+
+@app.command()
+@friendly_errors
+def synth(
+    preset: str = typer.Argument(..., help="mixed, static, pan, fast_pan, objects, cuts, fade"),
+    path: Path = typer.Argument(..., help="Where to write the .mp4 (ground truth goes beside it as .json)."),
+    size: str = typer.Option("512x512", help="WIDTHxHEIGHT, even numbers."),
+    duration: float = typer.Option(20.0, help="Seconds."),
+    fps: float = typer.Option(30.0, help="Source frame rate."),
+    vfr: bool = typer.Option(False, help="Variable frame rate."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write a generated test video with known ground truth (cuts, pans, objects) from real photographs."""
+    from videomemory.bench import synth as s
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = s.write_video(path, s.preset(preset, (w, h), duration, seed), (w, h), fps, vfr=vfr, seed=seed)
+    path.with_suffix(".json").write_text(json.dumps(truth.to_dict(), indent=1))
+    out.print(f"wrote {path} ({w}x{h}, {duration:g} s, cuts at {', '.join(f'{c:g}' for c in truth.cuts_s) or 'none'} s)")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated video."),
+    video: Optional[Path] = typer.Option(None, help="Use this video instead of a generated one."),
+) -> None:
+    """The main job, offline: generate a short video with known cuts (or take yours) and code it."""
+    from videomemory.codec.config import CodecConfig
+
+    if video is None:
+        from videomemory.bench import synth as s
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        video = out_dir / "demo.mp4"
+        truth = s.write_video(video, s.preset("mixed", (640, 360), 24.0, 0), (640, 360), 30.0)
+        (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
+        out.print(
+            f"Generated {video}: 24 s, 640x360, hard cuts at "
+            f"{', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json)."
+        )
+    config = CodecConfig()
+    _print_gop_table(_encode_stream(video, config, "auto"), False, f"{video.name}: anchors (I) and P-frames at 2 fps")
+    out.print(
+        "Next: index, search, clips and citations arrive with the memory and retrieval layers "
+        "(see README); no model weights are needed for anything shown here."
+    )
 
 
 @app.command()
@@ -13,3 +208,12 @@ def version() -> None:
     from videomemory import __version__
 
     typer.echo(__version__)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point for ``python -m videomemory``."""
+    app(prog_name="videomemory")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The anchor rule, gamma calibration and the causal encoder, on pcost series with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from videomemory.codec.config import GopConfig, Grid
+from videomemory.codec.gop import I, P, assign_roles, calibrate_gamma, decide, gop_lengths
+from videomemory.errors import InvalidArgument
+
+
+def test_first_frame_is_an_anchor_and_static_footage_gives_full_gops():
+    gop = GopConfig(gamma_per_block=1000.0, k_max=16)
+    roles = assign_roles([None] + [0.0] * 50, gop)
+    assert roles[0] == I
+    # 51 frames: GOPs of exactly k_max + 1 frames, then the remainder.
+    assert gop_lengths(roles) == [17, 17, 17]
+
+
+def test_a_pcost_spike_starts_a_gop_at_that_frame():
+    gop = GopConfig(gamma_per_block=1000.0, k_max=16)
+    series = [None, 10, 20, 5000, 10, 10]
+    roles = assign_roles(series, gop)
+    assert roles == [I, P, P, I, P, P]
+    assert decide(5000, 2, gop) == "pcost"
+    assert decide(10, 16, gop) == "k_max"
+    assert decide(None, 0, gop) == "first"
+    assert decide(10, 3, gop) == ""
+
+
+def test_gamma_is_per_block_so_one_value_serves_every_grid():
+    # The same footage on a 4x larger grid has 4x the pcost but the same pcost per block.
+    small, large = Grid(256, 256), Grid(512, 512)
+    per_block = [None, 100.0, 9000.0, 100.0]
+    totals_small = [None] + [v * small.n_blocks for v in per_block[1:]]
+    totals_large = [None] + [v * large.n_blocks for v in per_block[1:]]
+    gop = GopConfig(gamma_per_block=5000.0)
+    as_small = assign_roles([None] + [t / small.n_blocks for t in totals_small[1:]], gop)
+    as_large = assign_roles([None] + [t / large.n_blocks for t in totals_large[1:]], gop)
+    assert as_small == as_large == [I, P, I, P]
+
+
+def test_calibration_reaches_the_target_median():
+    import random
+    import statistics
+
+    rng = random.Random(0)
+    # Mostly small costs with occasional spikes of varying height.
+    videos = [[None] + [rng.choice([rng.uniform(50, 150)] * 9 + [rng.uniform(500, 5000)]) for _ in range(300)]
+              for _ in range(4)]
+    def median_p(gamma: float) -> float:
+        cfg = GopConfig(gamma_per_block=gamma, k_max=16)
+        return statistics.median(n - 1 for v in videos for n in gop_lengths(assign_roles(v, cfg)))
+
+    for target in (4, 8, 12):
+        gamma = calibrate_gamma(videos, target_median_p=target, k_max=16)
+        assert median_p(gamma) >= target
+        # The smallest such gamma: one more anchor (the next lower pcost) and the median falls short.
+        below = max(x for v in videos for x in v[1:] if x < gamma)
+        assert median_p(below * 0.999) < target
+
+
+def test_calibration_rejects_empty_input():
+    with pytest.raises(InvalidArgument):
+        calibrate_gamma([[None]])
