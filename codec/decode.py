@@ -1,0 +1,283 @@
+"""Decode a video with PyAV and sample it to the codec's frame rate, by timestamp.
+
+Sampling follows what a viewer would see: the sampled frame k is the source frame *on screen* at
+``T_k = k / fps`` seconds after the first frame (the last frame whose time is <= T_k; a frame stays
+on screen until the next one starts, the last one for its own duration). Times come from pts, not
+from frame counts, so variable-frame-rate footage samples correctly. A source frame is used at
+most once: when the source is slower than ``fps``, the instants it covers collapse to one sample.
+
+Every frame carries its source frame index (decode order = display order after the decoder), its
+time in ms since the first frame (the basis of stable frame IDs) and its sampled index.
+
+Every failure a user can cause (missing file, not a video, no video stream, zero frames, a size
+outside [MIN_SIDE, MAX_SIDE], damaged or truncated data) raises ``InvalidVideo`` (or ``NotFound``
+for a missing path) with a message that says what to do. PyAV's own errors are caught here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from videomemory.codec.config import Grid
+from videomemory.errors import InvalidArgument, InvalidVideo, NotFound
+
+MIN_SIDE = 16  # px; below this a 16x16 motion block does not fit
+MAX_SIDE = 8192  # px; above this one decoded frame alone is hundreds of MB
+TRUNCATION_SLACK_S = 1.0  # decoded end may fall short of the declared duration by this much
+TRUNCATION_RATIO = 0.9  # ... or by 10%, whichever is larger
+
+_HINT_REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a file's video stream (before any decoding)."""
+
+    source: str
+    width: int
+    height: int
+    duration_s: float | None  # declared duration, None when the container does not say
+    avg_fps: float | None
+    n_frames: int | None  # declared frame count, None when unknown
+    codec: str
+    time_base: Fraction | None
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One sampled frame: RGB pixels on the grid, and where it came from in the source."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    sampled_index: int  # 0, 1, 2, ... at the sampling rate
+    source_index: int  # index of the frame in the decoded source stream
+    pts_ms: int  # source time in ms since the first frame (rounded)
+    time_s: float = 0.0  # exact source time in seconds since the first frame
+
+    @classmethod
+    def from_array(cls, image: np.ndarray, sampled_index: int, time_s: float, source_index: int | None = None) -> "SampledFrame":
+        """Wrap a live frame (an (H, W, 3) uint8 RGB array) so the encoder can take it."""
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise InvalidArgument(f"a frame must be an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
+        if not (MIN_SIDE <= arr.shape[0] <= MAX_SIDE and MIN_SIDE <= arr.shape[1] <= MAX_SIDE):
+            raise InvalidArgument(f"frame size {arr.shape[1]}x{arr.shape[0]} is outside {MIN_SIDE}..{MAX_SIDE} px per side")
+        if time_s < 0:
+            raise InvalidArgument(f"frame time must be >= 0 s, got {time_s}")
+        return cls(
+            image=np.ascontiguousarray(arr),
+            sampled_index=sampled_index,
+            source_index=sampled_index if source_index is None else source_index,
+            pts_ms=round(time_s * 1000),
+            time_s=float(time_s),
+        )
+
+
+def _open(source: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open ``source`` for reading, turning every failure into NotFound or InvalidVideo."""
+    path = Path(source)
+    if not path.exists():
+        raise NotFound(f"{source}: no such file")
+    if path.is_dir():
+        raise InvalidArgument(f"{source}: is a directory; give a video file (folders are indexed by `videomemory index`)")
+    if path.stat().st_size == 0:
+        raise InvalidVideo(str(source), "the file is empty (0 bytes)", "was the copy or download interrupted?")
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.FFmpegError as e:
+        raise InvalidVideo(
+            str(source),
+            f"not a video FFmpeg can read ({_ffmpeg_reason(e)})",
+            "the file is damaged, truncated before its index, or not a video; " + _HINT_REENCODE,
+        ) from e
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    """A short reason from a PyAV error, without the file path it repeats."""
+    text = getattr(e, "strerror", None) or str(e)
+    return str(text).split(":")[0].strip() or type(e).__name__
+
+
+def _video_stream(container: av.container.InputContainer, source: str) -> av.video.stream.VideoStream:
+    """The main video stream; cover art and thumbnails attached to audio files do not count."""
+    streams = [
+        s
+        for s in container.streams.video
+        if not (s.disposition & av.stream.Disposition.attached_pic)
+    ]
+    if not streams:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise InvalidVideo(
+            source,
+            f"has no video stream (streams found: {', '.join(kinds)})",
+            "an audio-only file or a subtitle track cannot be indexed as video",
+        )
+    stream = max(streams, key=lambda s: (s.codec_context.width or 0) * (s.codec_context.height or 0))
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if w and h:
+        _check_size(source, w, h)
+    return stream
+
+
+def _check_size(source: str, w: int, h: int) -> None:
+    """Refuse frames too small for one motion block or too large to decode safely."""
+    if min(w, h) < MIN_SIDE:
+        raise InvalidVideo(source, f"frames are {w}x{h} px; at least {MIN_SIDE}x{MIN_SIDE} is needed", "is this a placeholder or a broken export?")
+    if max(w, h) > MAX_SIDE:
+        raise InvalidVideo(source, f"frames are {w}x{h} px; at most {MAX_SIDE} px per side is supported", "downscale it first, e.g. `ffmpeg -i IN -vf scale=3840:-2 OUT.mp4`")
+
+
+def probe(source: str | os.PathLike[str]) -> VideoInfo:
+    """Read the container header of a video file (no frame is decoded)."""
+    with _open(source) as container:
+        stream = _video_stream(container, str(source))
+        cc = stream.codec_context
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(
+            source=str(source),
+            width=cc.width,
+            height=cc.height,
+            duration_s=duration,
+            avg_fps=float(rate) if rate else None,
+            n_frames=stream.frames or None,
+            codec=cc.name,
+            time_base=stream.time_base,
+        )
+
+
+def _to_rgb(frame: av.VideoFrame, grid: Grid | None) -> np.ndarray:
+    """RGB pixels of a decoded frame, resized to the grid (area filter down, bicubic up)."""
+    if grid is None or (frame.width, frame.height) == (grid.width, grid.height):
+        return frame.to_ndarray(format="rgb24")
+    down = grid.width * grid.height <= frame.width * frame.height
+    return frame.to_ndarray(width=grid.width, height=grid.height, format="rgb24", interpolation="AREA" if down else "BICUBIC")
+
+
+def _frame_time(frame: av.VideoFrame, index: int, fallback_rate: Fraction | None) -> Fraction | None:
+    """Exact presentation time of a decoded frame in seconds (None if it cannot be known)."""
+    if frame.pts is not None and frame.time_base is not None:
+        return frame.pts * frame.time_base
+    if fallback_rate:
+        return Fraction(index) / fallback_rate
+    return None
+
+
+def sample_frames(
+    source: str | os.PathLike[str],
+    fps: float = 2.0,
+    grid: Grid | None = Grid(),
+    *,
+    strict: bool = True,
+) -> Iterator[SampledFrame]:
+    """Decode ``source`` and yield the frames on screen at ``k / fps`` s, resized to ``grid``.
+
+    ``grid=None`` keeps the source size. The decoder runs on all cores (frame threads). With
+    ``strict`` (the default) a file whose data ends well before its declared duration, or that
+    fails to decode midway, raises ``InvalidVideo`` *after* the frames decoded so far, so a caller
+    that commits atomically (as ingest does) stores nothing; ``strict=False`` keeps what decoded.
+    """
+    if not fps > 0:
+        raise InvalidArgument(f"sampling rate must be > 0 frames/s, got {fps}")
+    name = str(source)
+    step = Fraction(fps).limit_denominator(1_000_000) ** -1  # seconds between sampling instants
+    with _open(source) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        declared = None
+        if stream.duration is not None and stream.time_base is not None:
+            declared = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            declared = container.duration / av.time_base
+
+        t0: Fraction | None = None
+        pending: tuple[av.VideoFrame, int, Fraction] | None = None  # frame waiting for its end time
+        k = 0  # next sampling instant is k * step
+        n_sampled = 0
+        index = -1
+        last_end = Fraction(0)
+        error: Exception | None = None
+
+        def emit(frame: av.VideoFrame, src: int, t: Fraction) -> SampledFrame:
+            nonlocal n_sampled
+            out = SampledFrame(
+                image=_to_rgb(frame, grid),
+                sampled_index=n_sampled,
+                source_index=src,
+                pts_ms=round(t * 1000),
+                time_s=float(t),
+            )
+            n_sampled += 1
+            return out
+
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if index == 0:
+                    _check_size(name, frame.width, frame.height)
+                t_abs = _frame_time(frame, index, rate)
+                if t_abs is None:
+                    raise InvalidVideo(name, "frames carry no timestamps and the stream declares no frame rate", _HINT_REENCODE)
+                if t0 is None:
+                    t0 = t_abs
+                t = t_abs - t0
+                if pending is not None:
+                    p_frame, p_index, p_t = pending
+                    if t <= p_t:  # duplicate or out-of-order timestamp: the later frame replaces it
+                        pending = (frame, index, p_t)
+                        continue
+                    if k * step < t:  # the pending frame is on screen at instant k
+                        yield emit(p_frame, p_index, p_t)
+                        while k * step < t:
+                            k += 1
+                pending = (frame, index, t)
+                last_end = t
+        except av.error.FFmpegError as e:
+            error = e
+
+        if pending is not None:
+            p_frame, p_index, p_t = pending
+            duration = frame_duration(p_frame, rate)
+            last_end = p_t + duration
+            if k * step < last_end or n_sampled == 0:
+                yield emit(p_frame, p_index, p_t)
+
+        if index < 0:
+            reason = "contains a video stream but no decodable frames"
+            if error is not None:
+                reason = f"no frame could be decoded ({_ffmpeg_reason(error)})"
+            raise InvalidVideo(name, reason, "the file is empty, damaged or truncated; " + _HINT_REENCODE)
+        if strict and error is not None:
+            raise InvalidVideo(
+                name,
+                f"decoding failed after {index + 1} frames ({float(last_end):.2f} s): {_ffmpeg_reason(error)}",
+                "the file is damaged; re-encode it, or pass strict=False / --lenient to keep the frames before the damage",
+            )
+        if strict and declared and float(last_end) < min(declared * TRUNCATION_RATIO, declared - TRUNCATION_SLACK_S):
+            raise InvalidVideo(
+                name,
+                f"the data ends at {float(last_end):.2f} s but the file declares {declared:.2f} s",
+                "the file looks truncated (interrupted copy or recording); re-copy it, or pass "
+                "strict=False / --lenient to keep the frames that are there",
+            )
+
+
+def frame_duration(frame: av.VideoFrame, rate: Fraction | None) -> Fraction:
+    """How long a frame stays on screen: its own duration, else 1 / the stream's frame rate."""
+    if frame.duration and frame.time_base is not None:
+        return frame.duration * frame.time_base
+    if rate:
+        return 1 / Fraction(rate)
+    return Fraction(0)

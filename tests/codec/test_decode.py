@@ -1,0 +1,140 @@
+"""codec.decode: timestamp sampling (CFR, VFR, slow sources), resizing, and every bad input."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from videomemory.bench.bad_inputs import BAD_INPUTS, read_counter, write_bad_inputs, write_counter_video
+from videomemory.codec.config import Grid
+from videomemory.codec.decode import MAX_SIDE, SampledFrame, probe, sample_frames
+from videomemory.errors import InvalidArgument, InvalidVideo, NotFound
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+def _sampled(path, fps=2.0, grid=None, **kw):
+    return [(f.source_index, f.pts_ms, read_counter(f.image)) for f in sample_frames(path, fps=fps, grid=grid, **kw)]
+
+
+def test_cfr_source_is_sampled_by_time_not_by_count(tmp_path):
+    path = write_counter_video(tmp_path / "cfr.mp4", 75, 30.0)  # 2.5 s
+    got = _sampled(path)
+    # instants 0, 0.5, 1.0, 1.5, 2.0 s show frames 0, 15, 30, 45, 60; 2.5 s is past the last frame's end
+    assert got == [(i, i * 1000 // 30, i % 28) for i in (0, 15, 30, 45, 60)]
+
+
+def test_vfr_source_gets_the_frame_on_screen_at_each_instant(tmp_path):
+    times = [0, 100, 150, 700, 720, 740, 1300, 1900, 1950, 2400]
+    path = write_counter_video(tmp_path / "vfr.mp4", len(times), 30.0, times_ms=times)
+    got = _sampled(path)
+    # 0 s -> frame 0; 0.5 s -> frame 2 (150 ms); 1.0 s -> frame 5 (740 ms); 1.5 s -> frame 6; 2.0 s -> frame 8
+    assert got == [(i, times[i], i) for i in (0, 2, 5, 6, 8)]
+
+
+def test_times_are_relative_to_the_first_frame(tmp_path):
+    times = [1000 + 100 * i for i in range(12)]  # the stream starts at 1 s
+    path = write_counter_video(tmp_path / "late.mp4", len(times), 10.0, times_ms=times)
+    got = _sampled(path)
+    assert [pts for _, pts, _ in got] == [0, 500, 1000]
+    assert [src for src, _, _ in got] == [0, 5, 10]
+
+
+def test_a_source_slower_than_the_rate_gives_each_frame_once(tmp_path):
+    path = write_counter_video(tmp_path / "slow.mp4", 4, 1.0)
+    got = _sampled(path, fps=2.0)
+    assert [src for src, _, _ in got] == [0, 1, 2, 3]
+    assert [pts for _, pts, _ in got] == [0, 1000, 2000, 3000]
+
+
+def test_frames_are_resized_to_the_grid(tmp_path):
+    path = write_counter_video(tmp_path / "g.mp4", 3, 30.0, size=(160, 120))
+    frames = list(sample_frames(path, fps=30.0, grid=Grid(64, 96)))
+    assert [f.image.shape for f in frames] == [(96, 64, 3)] * 3
+    assert all(f.image.dtype == np.uint8 for f in frames)
+    assert [f.sampled_index for f in frames] == [0, 1, 2]
+    native = list(sample_frames(path, fps=30.0, grid=None))
+    assert native[0].image.shape == (120, 160, 3)
+
+
+def test_probe_reports_the_stream(tmp_path):
+    info = probe(write_counter_video(tmp_path / "p.mp4", 30, 30.0, size=(96, 64)))
+    assert (info.width, info.height, info.codec) == (96, 64, "h264")
+    assert info.avg_fps == pytest.approx(30.0)
+    assert info.duration_s == pytest.approx(1.0, abs=0.05)
+
+
+def test_missing_file_is_not_found(tmp_path):
+    with pytest.raises(NotFound, match="no such file"):
+        list(sample_frames(tmp_path / "nope.mp4"))
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_every_bad_input_raises_the_documented_error(bad, name):
+    with pytest.raises(InvalidVideo) as err:
+        list(sample_frames(bad[name]))
+    e = err.value
+    assert e.status == "INVALID_ARGUMENT"
+    assert str(bad[name]) in str(e)
+    assert e.reason and e.hint  # what went wrong, and what to do about it
+    assert "Traceback" not in str(e)
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("empty", "empty"),
+        ("text", "not a video"),
+        ("random_bytes", "not a video"),
+        ("truncated", "truncated"),
+        ("truncated_data", "truncated"),
+        ("corrupt", "damaged"),
+        ("audio_only", "no video stream"),
+        ("tiny", "1x1"),
+        ("zero_frames", "no decodable frames"),
+    ],
+)
+def test_bad_input_messages_say_what_is_wrong(bad, name, words):
+    with pytest.raises(InvalidVideo, match=words):
+        list(sample_frames(bad[name]))
+
+
+def test_probe_refuses_bad_input_too(bad):
+    for name in ("text", "audio_only", "tiny"):
+        with pytest.raises(InvalidVideo):
+            probe(bad[name])
+
+
+def test_lenient_decoding_keeps_the_frames_before_the_damage(bad):
+    frames = _sampled(bad["truncated_data"], fps=30.0, strict=False)
+    assert frames and [c for _, _, c in frames] == list(range(len(frames)))
+
+
+def test_huge_resolution_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "wide.mkv"
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("ffv1", rate=1)
+        stream.width, stream.height, stream.pix_fmt = MAX_SIDE + 16, 16, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, MAX_SIDE + 16, 3), np.uint8), format="rgb24")
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            out.mux(packet)
+    with pytest.raises(InvalidVideo, match="at most"):
+        list(sample_frames(path))
+
+
+def test_bad_sampling_rate_is_an_invalid_argument(tmp_path):
+    path = write_counter_video(tmp_path / "r.mp4", 3, 30.0)
+    with pytest.raises(InvalidArgument, match="sampling rate"):
+        list(sample_frames(path, fps=0))
+
+
+def test_live_frames_are_validated():
+    ok = SampledFrame.from_array(np.zeros((32, 48, 3), np.uint8), sampled_index=3, time_s=1.25)
+    assert (ok.pts_ms, ok.source_index) == (1250, 3)
+    for bad_image in (np.zeros((32, 48), np.uint8), np.zeros((32, 48, 3), np.float32), np.zeros((4, 4, 3), np.uint8)):
+        with pytest.raises(InvalidArgument):
+            SampledFrame.from_array(bad_image, sampled_index=0, time_s=0.0)
