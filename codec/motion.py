@@ -104,11 +104,11 @@ def _key(cost: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 
 
 def _pad(x: torch.Tensor, p: int) -> torch.Tensor:
-    """Edge-replicate the last two dims of ``x`` by ``p`` px (any dtype, exact)."""
-    h, w = x.shape[-2:]
-    rows = torch.arange(-p, h + p, device=x.device).clamp_(0, h - 1)
-    cols = torch.arange(-p, w + p, device=x.device).clamp_(0, w - 1)
-    return x.index_select(-2, rows).index_select(-1, cols)
+    """Edge-replicate the last two dims of ``x`` by ``p`` px (any dtype, exact; two copies)."""
+    *lead, h, w = x.shape
+    x = torch.cat([x[..., :1].expand(*lead, h, p), x, x[..., -1:].expand(*lead, h, p)], -1)
+    w += 2 * p
+    return torch.cat([x[..., :1, :].expand(*lead, p, w), x, x[..., -1:, :].expand(*lead, p, w)], -2)
 
 
 def _absdiff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

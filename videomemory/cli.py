@@ -56,12 +56,12 @@ def _codec_config(fps: float, grid: str, gamma: Optional[float], k_max: int, sea
     return CodecConfig(fps=fps, grid=g, motion=MotionConfig(method=search), gop=gop)
 
 
-def _encode_stream(video: Path, config, device: str) -> Iterator:
+def _encode_stream(video: Path, config, device: str, strict: bool = True) -> Iterator:
     from videomemory.codec.decode import sample_frames
     from videomemory.codec.gop import GopEncoder
 
     encoder = GopEncoder(config, device)
-    for frame in sample_frames(video, fps=config.fps, grid=config.grid):
+    for frame in sample_frames(video, fps=config.fps, grid=config.grid, strict=strict):
         yield encoder.push(frame)
 
 
@@ -71,46 +71,50 @@ def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
     gop_rows: list[dict] = []
     t0 = time.perf_counter()
 
+    pending: list[dict] = []  # frame records of the open GOP (its length is known when it closes)
+    table = Table(title=title, show_lines=False)
+    for col in ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP", "GOP len"):
+        table.add_column(col, justify="right" if col not in ("role", "why anchor") else "left")
+
     def close_gop() -> None:
-        if not rows:
+        if not pending:
             return
-        members = [r for r in rows if r["gop"] == rows[-1]["gop"]]
         rec = {
             "type": "gop",
-            "gop": members[0]["gop"],
-            "start_ms": members[0]["pts_ms"],
-            "end_ms": members[-1]["pts_ms"],
-            "frames": len(members),
-            "p_frames": len(members) - 1,
-            "anchor_reason": members[0]["reason"],
+            "gop": pending[0]["gop"],
+            "start_ms": pending[0]["pts_ms"],
+            "end_ms": pending[-1]["pts_ms"],
+            "frames": len(pending),
+            "p_frames": len(pending) - 1,
+            "anchor_reason": pending[0]["reason"],
         }
         gop_rows.append(rec)
         if as_json:
             print(json.dumps(rec), flush=True)
+        else:
+            for i, r in enumerate(pending):
+                table.add_row(
+                    str(r["sampled_index"]),
+                    str(r["pts_ms"]),
+                    str(r["source_index"]),
+                    "[bold cyan]I[/]" if r["role"] == "I" else "P",
+                    "-" if r["pcost_per_block"] is None else f"{r['pcost_per_block']:.0f}",
+                    "-" if "motion_mean_px" not in r else f"{r['motion_mean_px']:.1f}",
+                    r["reason"],
+                    str(r["gop"]),
+                    str(len(pending)) if i == 0 else "",
+                    end_section=i == len(pending) - 1,
+                )
+        pending.clear()
 
-    table = Table(title=title, show_lines=False)
-    for col in ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP"):
-        table.add_column(col, justify="right" if col not in ("role", "why anchor") else "left")
     for code in codes_iter:
         rec = {"type": "frame", **code.summary()}
-        if rows and rec["gop"] != rows[-1]["gop"]:
+        if pending and rec["gop"] != pending[-1]["gop"]:
             close_gop()
-            if not as_json and table.rows:
-                table.rows[-1].end_section = True
         rows.append(rec)
+        pending.append(rec)
         if as_json:
             print(json.dumps(rec), flush=True)
-        else:
-            table.add_row(
-                str(rec["sampled_index"]),
-                str(rec["pts_ms"]),
-                str(rec["source_index"]),
-                "[bold cyan]I[/]" if rec["role"] == "I" else "P",
-                "-" if rec["pcost_per_block"] is None else f"{rec['pcost_per_block']:.0f}",
-                "-" if "motion_mean_px" not in rec else f"{rec['motion_mean_px']:.1f}",
-                rec["reason"],
-                str(rec["gop"]),
-            )
     close_gop()
     seconds = time.perf_counter() - t0
     lengths = [g["frames"] for g in gop_rows]
@@ -147,10 +151,11 @@ def encode(
     search: str = typer.Option("fast", help="Motion search: fast or exhaustive (slow reference)."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: frames, GOPs, then a summary."),
+    lenient: bool = typer.Option(False, "--lenient", help="Keep the frames before damage in a truncated or corrupt file."),
 ) -> None:
     """Sample a video, search motion, choose anchors; print one row per frame and each GOP's length."""
     config = _codec_config(fps, grid, gamma, k_max, search, video)
-    _print_gop_table(_encode_stream(video, config, device), as_json, f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}")
+    _print_gop_table(_encode_stream(video, config, device, strict=not lenient), as_json, f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}")
 
 
 @app.command()

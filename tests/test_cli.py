@@ -1,0 +1,52 @@
+"""The CLI is a thin shell: JSON lines for machines, one-line errors (exit 2) for people."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from videomemory.bench.bad_inputs import write_bad_inputs, write_counter_video
+from videomemory.cli import app
+
+runner = CliRunner()
+
+
+def test_encode_json_prints_frames_gops_and_a_summary(tmp_path):
+    video = write_counter_video(tmp_path / "c.mp4", 75, 30.0, size=(96, 64))
+    result = runner.invoke(app, ["encode", str(video), "--grid", "96x64", "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    frames = [r for r in records if r["type"] == "frame"]
+    assert [f["sampled_index"] for f in frames] == [0, 1, 2, 3, 4]
+    assert [f["pts_ms"] for f in frames] == [0, 500, 1000, 1500, 2000]
+    assert [f["source_index"] for f in frames] == [0, 15, 30, 45, 60]
+    assert frames[0]["role"] == "I" and frames[0]["pcost"] is None
+    assert all(f["role"] in ("I", "P") and isinstance(f["pcost"], int) for f in frames[1:])
+    gops = [r for r in records if r["type"] == "gop"]
+    assert sum(g["frames"] for g in gops) == len(frames) and gops[0]["frames"] >= 1
+    assert records[-1]["type"] == "summary"
+
+
+def test_encode_table_names_roles_and_gop_lengths(tmp_path):
+    video = write_counter_video(tmp_path / "c.mp4", 40, 20.0, size=(64, 64))
+    result = runner.invoke(app, ["encode", str(video), "--grid", "64x64"])
+    assert result.exit_code == 0, result.output
+    assert "GOP" in result.stdout and " I " in result.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    bad = write_bad_inputs(tmp_path)
+    for name in ("random_bytes", "audio_only", "tiny", "zero_frames", "truncated_data"):
+        result = runner.invoke(app, ["encode", str(bad[name])])
+        assert result.exit_code == 2, (name, result.output)
+        assert "error:" in result.output and "Traceback" not in result.output
+    missing = runner.invoke(app, ["encode", str(tmp_path / "missing.mp4")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_lenient_keeps_the_frames_before_the_damage(tmp_path):
+    bad = write_bad_inputs(tmp_path)
+    result = runner.invoke(app, ["encode", str(bad["truncated_data"]), "--grid", "160x128", "--json", "--lenient"])
+    assert result.exit_code == 0, result.output
+    assert any(json.loads(line)["type"] == "frame" for line in result.stdout.splitlines())
