@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Store and serve video as a predictive visual code (anchors + P-frames) for agents.",
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error message stays one line, whatever the terminal width
 F = TypeVar("F", bound=Callable[..., object])
 
 

@@ -1,0 +1,151 @@
+"""Issue 3's must-show points on generated H.264 videos with known ground truth.
+
+Videos are written by ``videomemory.bench.synth`` from real photographs; the codec runs with its
+default settings (calibrated gamma, k_max 16, fast search, 2 fps) on a 256x256 grid, the video's
+own size, so pans stay whole pixels. gamma is per block, so the 512x512 default applies unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from videomemory.bench import synth
+from videomemory.codec.config import CodecConfig, Grid, MotionConfig
+from videomemory.codec.decode import sample_frames
+from videomemory.codec.gop import GopEncoder, encode, gop_lengths
+from videomemory.codec.motion import as_tensor, estimate_motion
+
+SIZE = (256, 256)
+CONFIG = CodecConfig(grid=Grid(*SIZE))
+SRC_FPS = 10.0  # the codec samples 2 fps; a low source rate keeps the files quick to write
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """preset -> (ground truth, sampled frames, frame codes); each video written and coded once."""
+    folder = tmp_path_factory.mktemp("videos")
+    cache: dict[str, tuple] = {}
+
+    def get(name: str, duration: float = 30.0, seed: int = 0):
+        key = f"{name}-{duration}-{seed}"
+        if key not in cache:
+            truth = synth.write_video(
+                folder / f"{key}.mp4", synth.preset(name, SIZE, duration, seed=seed), SIZE, SRC_FPS, seed=seed
+            )
+            frames = list(sample_frames(truth.path, fps=CONFIG.fps, grid=CONFIG.grid))
+            codes = list(encode(frames, CONFIG, "cpu"))
+            cache[key] = (truth, frames, codes)
+        return cache[key]
+
+    return get
+
+
+def _cut_frames(truth, frames) -> list[int]:
+    """Sampled index of the first sampled frame that shows each new shot."""
+    out = []
+    for cut in truth.cuts_s:
+        k = next(f.sampled_index for f in frames if truth.frames[f.source_index].time_s >= cut - 1e-9)
+        out.append(k)
+    return out
+
+
+@pytest.mark.parametrize("name, seed", [("cuts", 0), ("cuts", 1), ("mixed", 0), ("mixed", 2), ("fade", 0)])
+def test_every_hard_cut_starts_a_gop_at_the_cut_frame(videos, name, seed):
+    truth, frames, codes = videos(name, seed=seed)
+    cut_frames = _cut_frames(truth, frames)
+    assert cut_frames, "the preset must contain cuts"
+    for k in cut_frames:
+        assert codes[k].role == "I", f"cut at sampled frame {k} ({codes[k].pts_ms} ms) was coded as P"
+
+
+@pytest.mark.parametrize("name, seed", [("pan", 0), ("pan", 3), ("objects", 0), ("objects", 4)])
+def test_pans_and_moving_objects_give_at_most_one_false_anchor_per_100_frames(videos, name, seed):
+    truth, frames, codes = videos(name, duration=60.0, seed=seed)
+    assert not truth.cuts_s
+    false_anchors = [c for c in codes[1:] if c.reason == "pcost"]
+    assert len(codes) >= 100
+    assert len(false_anchors) <= math.floor(len(codes) / 100), [(c.sampled_index, c.pcost_per_block) for c in false_anchors]
+
+
+def test_frame_zero_is_an_anchor(videos):
+    _, _, codes = videos("pan", duration=60.0, seed=0)
+    assert codes[0].role == "I" and codes[0].reason == "first" and codes[0].pcost is None
+
+
+def test_a_static_stretch_gives_gops_of_exactly_k_max_plus_one(videos):
+    _, _, codes = videos("static", duration=40.0)
+    lengths = gop_lengths([c.role for c in codes])
+    k = CONFIG.gop.k_max + 1
+    assert len(lengths) >= 4
+    assert lengths[:-1] == [k] * (len(lengths) - 1) and lengths[-1] <= k
+    assert all(c.reason in ("first", "k_max", "") for c in codes)
+
+
+def _interior(by: int, bx: int, margin: int) -> torch.Tensor:
+    m = torch.zeros((by, bx), dtype=torch.bool)
+    m[margin : by - margin, margin : bx - margin] = True
+    return m
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_a_global_pan_gives_the_pan_vector_and_a_near_zero_residual(videos, seed):
+    truth, frames, codes = videos("pan", duration=60.0, seed=seed)
+    checked = 0
+    for prev, cur, code in zip(frames, frames[1:], codes[1:]):
+        (ox0, oy0), (ox1, oy1) = truth.frames[prev.source_index].offset, truth.frames[cur.source_index].offset
+        want = torch.tensor([-(oy1 - oy0), -(ox1 - ox0)], dtype=torch.int32)  # content moved by +offset
+        assert want.abs().sum() > 0
+        field = code.motion
+        by, bx = field.cost.shape
+        # Blocks whose whole search window stays inside the frame, away from the entering edge.
+        inside = _interior(by, bx, margin=2)
+        hits = (field.vectors == want).all(-1) & inside
+        share = hits.sum().item() / inside.sum().item()
+        assert share >= 0.95, f"frame {code.sampled_index}: {share:.1%} of interior blocks carry the pan {want.tolist()}"
+        sad_per_px = field.sad[hits].float() / (16 * 16 * 3)
+        assert sad_per_px.mean() < 2.0 and sad_per_px.max() < 6.0  # H.264 noise only
+        checked += 1
+    assert checked >= 100
+
+
+@pytest.mark.parametrize("name", ["pan", "fast_pan", "objects", "mixed", "fade"])
+def test_fast_search_against_the_exhaustive_optimum_on_generated_video(videos, name):
+    """Measured, not the issue's goal: the goal (within 1% on >= 99% of all blocks) is not met.
+
+    Blocks with a real match (exhaustive error <= 4 per RGB value) are where the vectors matter;
+    blocks of content entering the frame have no match, and the exhaustive optimum there is a
+    minimum over noise that a coarse-to-fine search does not find. bench/codec_speed.py reports
+    both shares at 512x512.
+    """
+    _, frames, _ = videos(name, duration=30.0 if name != "pan" else 60.0)
+    cfg = MotionConfig()
+    exhaustive = MotionConfig(radius=cfg.radius, lam=cfg.lam, method="exhaustive")
+    within = total = within_matched = matched = fast_pcost = best_pcost = 0
+    pairs = [(frames[i - 1], frames[i]) for i in range(5, len(frames), max(1, len(frames) // 4))][:3]
+    for prev, cur in pairs:
+        a, b = as_tensor(cur.image), as_tensor(prev.image)
+        fast, full = estimate_motion(a, b, cfg), estimate_motion(a, b, exhaustive)
+        assert (fast.cost >= full.cost).all()  # exhaustive is the optimum
+        ok = fast.cost <= full.cost * 1.01
+        real = full.sad <= 4 * 768
+        within, total = within + ok.sum().item(), total + ok.numel()
+        within_matched, matched = within_matched + (ok & real).sum().item(), matched + real.sum().item()
+        fast_pcost, best_pcost = fast_pcost + fast.pcost, best_pcost + full.pcost
+    assert within_matched / matched >= 0.97, f"{name}: {within_matched / matched:.2%} of matched blocks within 1%"
+    assert within / total >= 0.80, f"{name}: {within / total:.2%} of all blocks within 1%"
+    # pcost is what the anchor rule sees: measured 1.00-1.19x the optimum (highest where much
+    # content enters the frame: fast pans); gamma sits 3-4x away from both sides (README).
+    assert fast_pcost <= 1.25 * best_pcost
+
+
+def test_causal_encoder_gives_the_same_gops_frame_by_frame_and_on_a_prefix(videos):
+    _, frames, codes = videos("mixed", seed=0)
+    encoder = GopEncoder(CONFIG, "cpu")
+    one_by_one = [encoder.push(f) for f in frames]
+    assert [c.summary() for c in one_by_one] == [c.summary() for c in codes]
+    # A live stream that stopped halfway saw the same decisions for the frames it had.
+    half = list(encode(frames[: len(frames) // 2], CONFIG, "cpu"))
+    assert [c.summary() for c in half] == [c.summary() for c in codes[: len(half)]]
