@@ -142,7 +142,7 @@ def show(result: dict) -> None:
         t.add_column(head, justify="right")
     for r in result["rows"]:
         t.add_row(*("-" if r[k] is None else fmt.format(r[k]) for _, k, fmt in cols))
-    Console().print(t)
+    Console(width=200).print(t)  # wide enough for every column, also when piped
 
 
 def main() -> None:
