@@ -193,7 +193,11 @@ def demo(
 
         out_dir.mkdir(parents=True, exist_ok=True)
         video = out_dir / "demo.mp4"
-        truth = s.write_video(video, s.preset("mixed", (640, 360), 24.0, 0), (640, 360), 30.0)
+        # The "mixed" preset's static, pan and moving-object shots, then a pan the search window
+        # covers (the preset's last shot moves faster than +-64 px per sampled frame on purpose).
+        shots = s.preset("mixed", (640, 360), 24.0, 0)
+        shots[-1] = s.Shot(shots[-1].duration_s, shots[-1].image, pan=(80.0, 0.0))
+        truth = s.write_video(video, shots, (640, 360), 30.0)
         (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
         out.print(
             f"Generated {video}: 24 s, 640x360, hard cuts at "
