@@ -31,7 +31,9 @@ from videomemory.codec.config import BLOCK, MotionConfig
 # Key packing: cost in the high bits, then |d|_1, dy, dx (each < 2**10 for radius <= 255).
 _KEY_BITS = 10
 _MAX_RADIUS = (1 << (_KEY_BITS - 2)) - 1
-_TUNE = {'top': 3, 'keep': 2, 'prop': 2}
+_COARSE_TOP = 3  # candidates per block from the 1/8 level
+_KEEP = 2  # candidates kept per block after each refinement level
+_PROPAGATION_ROUNDS = 2  # rounds of adopting a neighbour's winner
 
 
 @dataclass(frozen=True)
@@ -350,12 +352,12 @@ def fast_search(
     prior_v = None
     if prior is not None:
         prior_v = prior.vectors.to(dev).reshape(-1, 2)[active].to(torch.int64)[:, None, :]
-    cand = _coarse(y_cur[3], y_ref[3], radius, lam, active, top=_TUNE['top']) * 2  # (N, top, 2) at 1/4
+    cand = _coarse(y_cur[3], y_ref[3], radius, lam, active, top=_COARSE_TOP) * 2  # (N, top, 2) at 1/4
     cand = torch.cat([cand, zero] + ([torch.div(prior_v, 4, rounding_mode="floor")] if prior_v is not None else []), 1)
     for scale, level in ((4, 2), (2, 1), (1, 0)):
         ring = 1 if scale > 1 else 0
         cand = _refine(y_cur[level], y_ref[level], scale, ring, 4 * scale * scale, lam, radius, active, cand,
-                       keep=_TUNE['keep'])
+                       keep=_KEEP)
         if scale > 1:
             cand = cand * 2
 
@@ -365,7 +367,7 @@ def fast_search(
     key = scorer.keys(cand)
     best_key, idx = key.min(1)
     best = cand[rows, idx]
-    for _ in range(_TUNE['prop']):
+    for _ in range(_PROPAGATION_ROUNDS):
         full = torch.zeros((by * bx, 2), dtype=torch.int64, device=dev)
         full[active] = best
         cand = torch.cat([best[:, None, :], _neighbours(full, by, bx)[active]], 1)
