@@ -24,7 +24,7 @@ from rich.table import Table
 from videomemory.bench import synth
 from videomemory.codec.config import CodecConfig, GopConfig, Grid
 from videomemory.codec.decode import sample_frames
-from videomemory.codec.gop import assign_roles, calibrate_gamma, encode, gop_lengths
+from videomemory.codec.gop import calibrate_gamma, encode, median_p_per_gop
 
 app = typer.Typer(add_completion=False)
 # A fade changes every pixel's brightness from one sampled frame to the next: anchors there are
@@ -84,9 +84,7 @@ def main(
     paper = calibrate_gamma([r["series"] for r in runs], target_median_p=8)
 
     def median_p(gamma: float) -> float:
-        cfg = GopConfig(gamma_per_block=gamma)
-        counts = sorted(n - 1 for r in runs for n in gop_lengths(assign_roles(r["series"], cfg)))
-        return counts[len(counts) // 2]
+        return median_p_per_gop([r["series"] for r in runs], GopConfig(gamma_per_block=gamma))
 
     result = {
         "size": size,

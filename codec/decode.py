@@ -134,17 +134,22 @@ def _check_size(source: str, w: int, h: int) -> None:
         raise InvalidVideo(source, f"frames are {w}x{h} px; at most {MAX_SIDE} px per side is supported", "downscale it first, e.g. `ffmpeg -i IN -vf scale=3840:-2 OUT.mp4`")
 
 
+def _declared_timing(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[Fraction | None, float | None]:
+    """The stream's declared frame rate and duration in seconds (None where the file says nothing)."""
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    return stream.average_rate or stream.guessed_rate, duration
+
+
 def probe(source: str | os.PathLike[str]) -> VideoInfo:
     """Read the container header of a video file (no frame is decoded)."""
     with _open(source) as container:
         stream = _video_stream(container, str(source))
         cc = stream.codec_context
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        rate = stream.average_rate or stream.guessed_rate
+        rate, duration = _declared_timing(container, stream)
         return VideoInfo(
             source=str(source),
             width=cc.width,
@@ -195,12 +200,7 @@ def sample_frames(
     with _open(source) as container:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        declared = None
-        if stream.duration is not None and stream.time_base is not None:
-            declared = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            declared = container.duration / av.time_base
+        rate, declared = _declared_timing(container, stream)
 
         t0: Fraction | None = None
         pending: tuple[av.VideoFrame, int, Fraction] | None = None  # frame waiting for its end time

@@ -95,6 +95,11 @@ def gop_lengths(roles: Sequence[str]) -> list[int]:
     return lengths
 
 
+def median_p_per_gop(series: Iterable[Sequence[float | None]], gop: GopConfig) -> float:
+    """Median number of P-frames per GOP over several pcost-per-block series under ``gop``."""
+    return statistics.median(n - 1 for s in series for n in gop_lengths(assign_roles(s, gop)))
+
+
 def calibrate_gamma(
     series: Iterable[Sequence[float | None]], target_median_p: float = 8.0, k_max: int = 16
 ) -> float:
@@ -113,9 +118,7 @@ def calibrate_gamma(
         raise InvalidArgument(f"target median P/GOP {target_median_p} must be within [0, k_max={k_max}]")
 
     def median_p(gamma: float) -> float:
-        cfg = GopConfig(gamma_per_block=gamma, k_max=k_max)
-        counts = [n - 1 for s in videos for n in gop_lengths(assign_roles(s, cfg))]
-        return statistics.median(counts)
+        return median_p_per_gop(videos, GopConfig(gamma_per_block=gamma, k_max=k_max))
 
     # Thresholds just below each observed value, plus one above all of them.
     candidates = [v * (1 - 1e-9) for v in values] + [values[-1] * 1.001 + 1e-6]

@@ -63,3 +63,13 @@ def test_calibration_reaches_the_target_median():
 def test_calibration_rejects_empty_input():
     with pytest.raises(InvalidArgument):
         calibrate_gamma([[None]])
+
+
+def test_median_p_per_gop_counts_p_frames_of_every_gop():
+    from videomemory.codec.gop import median_p_per_gop
+
+    gop = GopConfig(gamma_per_block=1000.0, k_max=16)
+    # GOPs of 3, 1 and 5 frames -> 2, 0 and 4 P-frames; median 2. A second video adds GOPs of 17 and 4 frames.
+    first = [None, 1, 1, 5000, 5000, 1, 1, 1, 1]
+    assert median_p_per_gop([first], gop) == 2
+    assert median_p_per_gop([first, [None] + [1] * 20], gop) == 3  # counts 2, 0, 4, 16, 3
