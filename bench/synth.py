@@ -488,14 +488,15 @@ def preset(name: str, size: tuple[int, int] = (512, 512), duration_s: float = 12
         d1, d2 = _split(duration_s, [0.5, 0.5], fps)
         fade = min(1.0, d1 / 4)
         return [Shot(d1, a, pan=(8 * s, 0.0), fade_in_s=fade, fade_out_s=fade), Shot(d2, b)]
-    # mixed: static, pan, objects, then a fast pan; every boundary is a hard cut.
+    # mixed: static, pan, objects, then a brisk pan (40 px per sampled frame at 2 fps, inside the
+    # +-64 px search window); every boundary is a hard cut. fast_pan is the beyond-window class.
     photos = _pick(rng, BACKGROUNDS, 4)
     d = _split(duration_s, [0.25] * 4, fps)
     return [
         Shot(d[0], photos[0]),
         Shot(d[1], photos[1], pan=(48 * s * sign(), 16 * s * sign())),
         Shot(d[2], photos[2], sprites=_objects(rng, w, h, d[2], photos[2])),
-        Shot(d[3], photos[3], pan=(200 * s * sign(), 0.0)),
+        Shot(d[3], photos[3], pan=(80 * s * sign(), 0.0)),
     ]
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 import torch
+from PIL import features
 
 from videomemory.errors import InvalidArgument
 
@@ -121,6 +122,71 @@ class GopConfig:
             raise InvalidArgument(f"k_max {self.k_max} must be >= 0")
 
 
+#: Image formats an anchor can be stored in (Pillow names, lower case).
+ANCHOR_FORMATS = ("avif", "png", "jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class ResidualConfig:
+    """How anchors and P-frame residuals are stored (``codec.residual`` explains the choices)."""
+
+    # Step 6 with dead zone 4 bounds every P-frame pixel to +-4 grey levels of the source; step 8
+    # with dead zone 5 is ~25% smaller but lets errors settle ~1 dB lower along a GOP (README).
+    step: int = 6  # quantiser step in grey levels
+    dead_zone: int = 4  # |residual| <= dead_zone quantises to 0
+    anchor_format: str = "avif"
+    anchor_quality: int = 90  # 1-100, Pillow's scale for avif/jpeg/webp; ignored for png
+    intra_mse: float = 100.0  # blocks predicted worse than this (grey levels squared) go intra
+    zstd_level: int = 3
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.step <= 64:
+            raise InvalidArgument(f"residual step {self.step} must be within 3..64 grey levels")
+        if not 0 <= self.dead_zone < self.step:
+            raise InvalidArgument(f"dead zone {self.dead_zone} must be within 0..step-1 ({self.step - 1})")
+        if self.anchor_format not in ANCHOR_FORMATS:
+            raise InvalidArgument(f"anchor format {self.anchor_format!r} is not one of {', '.join(ANCHOR_FORMATS)}")
+        if self.intra_mse < 0:
+            raise InvalidArgument(f"intra threshold {self.intra_mse} must be >= 0 (inf turns intra blocks off)")
+        if not 1 <= self.anchor_quality <= 100:
+            raise InvalidArgument(f"anchor quality {self.anchor_quality} must be within 1..100")
+        if self.anchor_format == "avif" and not features.check("avif"):
+            raise InvalidArgument(
+                "this Pillow build has no AVIF support; install pillow>=11.3 or choose anchor format 'jpeg'"
+            )
+
+    @property
+    def max_error(self) -> int:
+        """Largest difference, in grey levels, between a rebuilt P-frame pixel and the source."""
+        return max(self.dead_zone, self.step - 1 - self.dead_zone)
+
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """How the adaptive token plan spends tokens on P-frames (``codec.tokens``, ``codec.rate``)."""
+
+    # A P-frame sends the 32x32 cells whose mean squared motion-compensated residual (grey levels
+    # squared) is above this: RMS 14 grey levels. Codec noise on static or well-predicted content
+    # stays below ~20; an object entering or uncovered background is in the thousands. 100-250
+    # all catch entering objects; 200 keeps mixed footage near 86% below flat (README, "tokens").
+    cell_threshold: float = 200.0
+    # A forced (k_max) anchor is sent as a full image only when the scene changed since the last
+    # full image: the cells sent since then reach this fraction of a full image. Otherwise it is
+    # planned like a P-frame, so static stretches collapse.
+    refresh_fraction: float = 0.25
+    # Rate control: tokens per minute of video to aim for; None spends what the content needs.
+    budget_per_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.cell_threshold < 0:
+            raise InvalidArgument(f"cell threshold {self.cell_threshold} must be >= 0")
+        if not 0 <= self.refresh_fraction <= 1:
+            raise InvalidArgument(f"refresh fraction {self.refresh_fraction} must be within [0, 1]")
+        if self.budget_per_min is not None and not self.budget_per_min > 0:
+            raise InvalidArgument(f"token budget {self.budget_per_min} per minute must be > 0")
+
+
 @dataclass(frozen=True)
 class CodecConfig:
     """Everything that decides how a video is sampled and coded."""
@@ -129,6 +195,8 @@ class CodecConfig:
     grid: Grid = field(default_factory=Grid)
     motion: MotionConfig = field(default_factory=MotionConfig)
     gop: GopConfig = field(default_factory=GopConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
     def __post_init__(self) -> None:
         if not (0 < self.fps <= 120):

@@ -38,7 +38,7 @@ class FrameCode:
     pos: int  # position inside the GOP, 0 for the anchor
     pcost: int | None  # cost against the previous sampled frame; None for frame 0
     pcost_per_block: float | None
-    reason: str  # why an anchor: "first", "pcost", "k_max"; "" for P-frames
+    reason: str  # why an anchor: "first", "pcost", "k_max", "budget"; "" for P-frames
     motion: MotionField | None  # field against the previous sampled frame; None for frame 0
 
     def summary(self) -> dict[str, object]:
@@ -62,14 +62,22 @@ class FrameCode:
         return out
 
 
-def decide(pcost_per_block: float | None, p_in_gop: int, gop: GopConfig) -> str:
-    """The anchor rule for one frame: the reason it is an anchor, or "" for a P-frame."""
+def decide(
+    pcost_per_block: float | None, p_in_gop: int, gop: GopConfig, gamma_scale: float = 1.0, refresh: bool = False
+) -> str:
+    """The anchor rule for one frame: the reason it is an anchor, or "" for a P-frame.
+
+    Rate control (``codec.rate``) may scale gamma (fewer anchors when over budget) or ask for a
+    ``refresh`` anchor (tokens to spare); without it the rule is exactly PAPER §1.3.
+    """
     if pcost_per_block is None:
         return "first"
-    if pcost_per_block > gop.gamma_per_block:
+    if pcost_per_block > gop.gamma_per_block * gamma_scale:
         return "pcost"
     if p_in_gop >= gop.k_max:
         return "k_max"
+    if refresh:
+        return "budget"
     return ""
 
 
@@ -145,8 +153,8 @@ class GopEncoder:
         self._gop = -1
         self._pos = 0
 
-    def push(self, frame: SampledFrame) -> FrameCode:
-        """Code one frame against the previous one and decide its role."""
+    def push(self, frame: SampledFrame, gamma_scale: float = 1.0, refresh: bool = False) -> FrameCode:
+        """Code one frame against the previous one and decide its role (rate control: see ``decide``)."""
         cur = as_tensor(frame.image, self.device)
         grid = self.config.grid
         if tuple(cur.shape[1:]) != (grid.height, grid.width):
@@ -161,7 +169,7 @@ class GopEncoder:
             field = estimate_motion(cur, self._prev, self.config.motion, prior=self._prev_field)
             pcost = field.pcost
             per_block = pcost / field.n_blocks
-        reason = decide(per_block, self._pos, self.config.gop)
+        reason = decide(per_block, self._pos, self.config.gop, gamma_scale, refresh)
         if reason:
             self._gop += 1
             self._pos = 0

@@ -105,7 +105,7 @@ def _key(cost: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return (cost.to(torch.int64) << (3 * _KEY_BITS)) | tie
 
 
-def _pad(x: torch.Tensor, p: int) -> torch.Tensor:
+def pad_edges(x: torch.Tensor, p: int) -> torch.Tensor:
     """Edge-replicate the last two dims of ``x`` by ``p`` px (any dtype, exact; two copies)."""
     *lead, h, w = x.shape
     x = torch.cat([x[..., :1].expand(*lead, h, p), x, x[..., -1:].expand(*lead, h, p)], -1)
@@ -132,7 +132,7 @@ def exhaustive_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: in
     _, h, w = cur.shape
     by, bx, r = h // BLOCK, w // BLOCK, radius
     dev = cur.device
-    refp = _pad(ref, r)  # (C, H+2R, W+2R)
+    refp = pad_edges(ref, r)  # (C, H+2R, W+2R)
     best_key = torch.full((by, bx), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
     best_d = torch.zeros((by, bx, 2), dtype=torch.int64, device=dev)
     dxs = torch.arange(-r, r + 1, device=dev)
@@ -200,8 +200,8 @@ def _refine(
     pad = limit + ring + 2
     h, w = cur.shape
     dev = cur.device
-    curb = _pad(cur, ring).unfold(0, s, size).unfold(1, s, size).reshape(-1, s, s)[active]  # (N, S, S)
-    views = _pad(ref, pad).unfold(0, win, 1).unfold(1, win, 1)  # (Hv, Wv, win, win) view
+    curb = pad_edges(cur, ring).unfold(0, s, size).unfold(1, s, size).reshape(-1, s, s)[active]  # (N, S, S)
+    views = pad_edges(ref, pad).unfold(0, win, 1).unfold(1, win, 1)  # (Hv, Wv, win, win) view
     org = _origins(h // size, w // size, size, dev)[active]  # (N, 2)
     top = org[:, None, :] - ring - 1 + pad + centers  # (N, K, 2)
     wins = views[top[..., 0], top[..., 1]]  # (N, K, win, win)
@@ -230,7 +230,7 @@ def _coarse(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, active:
     r = radius // scale
     h, w = cur.shape
     curf = cur.to(torch.float32)  # integers below 2**24 stay exact in float32
-    refp = _pad(ref, r).to(torch.float32)
+    refp = pad_edges(ref, r).to(torch.float32)
     shifted = refp.unfold(0, h, 1).unfold(1, w, 1)  # (2r+1, 2r+1, H, W) view
     diff = (shifted - curf).abs_().reshape(-1, h, w)  # (D, H, W)
     blocks = _down2(diff)  # (D, By, Bx): 2x2 level px = one 16x16 block
@@ -334,7 +334,7 @@ def fast_search(
     by, bx = h // BLOCK, w // BLOCK
     dev = cur.device
     pad = radius + 2
-    refp = _pad(ref, pad)
+    refp = pad_edges(ref, pad)
     active = _shift_sad(cur, refp, pad, (0, 0)).reshape(-1) > 0  # blocks that changed at all
     n = int(active.sum())
     if n == 0:

@@ -40,8 +40,10 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _codec_config(fps: float, grid: str, gamma: Optional[float], k_max: int, search: str, source: Path | None):
-    from videomemory.codec.config import CodecConfig, GopConfig, Grid, MotionConfig
+def _codec_config(
+    fps: float, grid: str, gamma: Optional[float], k_max: int, search: str, source: Path | None, budget: Optional[float] = None
+):
+    from videomemory.codec.config import CodecConfig, GopConfig, Grid, MotionConfig, PlanConfig
 
     if grid == "fit":
         if source is None:
@@ -53,27 +55,63 @@ def _codec_config(fps: float, grid: str, gamma: Optional[float], k_max: int, sea
     else:
         g = Grid.parse(grid)
     gop = GopConfig(k_max=k_max) if gamma is None else GopConfig(gamma_per_block=gamma, k_max=k_max)
-    return CodecConfig(fps=fps, grid=g, motion=MotionConfig(method=search), gop=gop)
+    plan = PlanConfig(budget_per_min=budget)
+    return CodecConfig(fps=fps, grid=g, motion=MotionConfig(method=search), gop=gop, plan=plan)
 
 
 def _encode_stream(video: Path, config, device: str, strict: bool = True) -> Iterator:
     from videomemory.codec.decode import sample_frames
-    from videomemory.codec.gop import GopEncoder
+    from videomemory.codec.encoder import Encoder
 
-    encoder = GopEncoder(config, device)
+    encoder = Encoder(config, device)
     for frame in sample_frames(video, fps=config.fps, grid=config.grid, strict=strict):
         yield encoder.push(frame)
 
 
-def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
+class _Plans:
+    """Tokens per frame under the asked plan, and running totals of all four (for the summary)."""
+
+    def __init__(self, config, plan: str) -> None:
+        from videomemory.codec import tokens
+
+        if plan not in tokens.PLANS:
+            raise typer.BadParameter(f"--plan must be one of {', '.join(tokens.PLANS)}")
+        budget = config.plan.budget_per_min
+        if plan == "uniform" and budget is None:
+            raise typer.BadParameter("--plan uniform spreads full frames over a budget: give --budget TOKENS_PER_MIN")
+        self.t, self.plan, self.model = tokens, plan, tokens.TokenModel(grid=config.grid)
+        self.uniform = tokens.UniformSampler(self.model, budget / (60.0 * config.fps)) if budget else None
+        self.fps = config.fps
+        self.totals = {name: 0 for name in tokens.PLANS if name != "uniform" or self.uniform}
+
+    def tokens(self, encoded) -> int:
+        """Record one frame under every plan; return its tokens under the asked one."""
+        per = {
+            "adaptive": encoded.plan.tokens,
+            "paper": self.t.plan_paper(encoded.code.role, self.model).tokens,
+            "flat": self.model.anchor_tokens,
+        }
+        if self.uniform is not None:
+            per["uniform"] = self.uniform.push().tokens
+        for name, n in per.items():
+            self.totals[name] += n
+        return per[self.plan]
+
+
+def _print_gop_table(
+    codes_iter: Iterator, as_json: bool, title: str, plans: "_Plans", png: tuple[Path, float, float] | None = None
+) -> list:
     """Print per-frame rows (and per-GOP lengths) as they come; return the frame summaries."""
     rows: list[dict] = []
+    psnrs: list[float] = []
+    stored = 0
     gop_rows: list[dict] = []
     t0 = time.perf_counter()
 
     pending: list[dict] = []  # frame records of the open GOP (its length is known when it closes)
     table = Table(title=title, show_lines=False)
-    for col in ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP", "GOP len"):
+    columns = ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP", "GOP len", "tokens", "PSNR dB")
+    for col in columns:
         table.add_column(col, justify="right" if col not in ("role", "why anchor") else "left")
 
     def close_gop() -> None:
@@ -103,12 +141,22 @@ def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
                     r["reason"],
                     str(r["gop"]),
                     str(len(pending)) if i == 0 else "",
+                    str(r["tokens"]),
+                    f"{r['psnr_db']:.1f}",
                     end_section=i == len(pending) - 1,
                 )
         pending.clear()
 
-    for code in codes_iter:
-        rec = {"type": "frame", **code.summary()}
+    for encoded in codes_iter:
+        code = encoded.code
+        rec = {"type": "frame", **code.summary(), "tokens": plans.tokens(encoded), "psnr_db": round(encoded.psnr, 2)}
+        rec["bytes"] = encoded.nbytes
+        psnrs.append(encoded.psnr)
+        stored += encoded.nbytes
+        if png is not None and png[1] <= code.pts_ms / 1000.0 <= png[2]:
+            from PIL import Image
+
+            Image.fromarray(encoded.image).save(png[0] / f"{code.pts_ms:09d}ms.png")
         if pending and rec["gop"] != pending[-1]["gop"]:
             close_gop()
         rows.append(rec)
@@ -127,6 +175,11 @@ def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
         "mean_gop_length": round(sum(lengths) / len(lengths), 2) if lengths else 0,
         "median_p_per_gop": p_counts[len(p_counts) // 2] if p_counts else 0,
         "seconds": round(seconds, 3),
+        "plan": plans.plan,
+        "tokens_per_min": {k: round(v / minutes, 1) for k, v in plans.totals.items()} if (minutes := len(rows) / plans.fps / 60.0) else {},
+        "psnr_min_db": round(min(psnrs), 2) if psnrs else None,
+        "psnr_mean_db": round(sum(psnrs) / len(psnrs), 2) if psnrs else None,
+        "stored_bytes": stored,
     }
     if as_json:
         print(json.dumps(summary), flush=True)
@@ -137,6 +190,12 @@ def _print_gop_table(codes_iter: Iterator, as_json: bool, title: str) -> list:
             f"(lengths {', '.join(map(str, lengths))}); mean GOP {summary['mean_gop_length']} frames, "
             f"median {summary['median_p_per_gop']} P-frames per GOP; coded in {seconds:.2f} s"
         )
+        if rows:
+            rates = ", ".join(f"{k} {v:,.0f}" for k, v in summary["tokens_per_min"].items())
+            out.print(
+                f"Tokens per minute: {rates} (table shows {plans.plan}). Rebuilt frames: PSNR min "
+                f"{summary['psnr_min_db']} dB, mean {summary['psnr_mean_db']} dB; stored code {stored / 1e3:,.0f} KB."
+            )
     return rows
 
 
@@ -152,10 +211,20 @@ def encode(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: frames, GOPs, then a summary."),
     lenient: bool = typer.Option(False, "--lenient", help="Keep the frames before damage in a truncated or corrupt file."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Rate control: tokens per minute to aim for."),
+    plan: str = typer.Option("adaptive", "--plan", help="Tokens shown per frame: adaptive, paper, flat or uniform."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Write the rebuilt frames as PNGs into this folder."),
+    png_from: float = typer.Option(0.0, "--from", help="First second written with --png."),
+    png_to: float = typer.Option(float("inf"), "--to", help="Last second written with --png."),
 ) -> None:
-    """Sample a video, search motion, choose anchors; print one row per frame and each GOP's length."""
-    config = _codec_config(fps, grid, gamma, k_max, search, video)
-    _print_gop_table(_encode_stream(video, config, device, strict=not lenient), as_json, f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}")
+    """Code a video: anchors, P-frames, tokens per frame and minute, PSNR of the rebuilt frames."""
+    config = _codec_config(fps, grid, gamma, k_max, search, video, budget)
+    plans = _Plans(config, plan)
+    if png is not None:
+        png.mkdir(parents=True, exist_ok=True)
+    title = f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}"
+    frames = _encode_stream(video, config, device, strict=not lenient)
+    _print_gop_table(frames, as_json, title, plans, None if png is None else (png, png_from, png_to))
 
 
 @app.command()
@@ -193,10 +262,7 @@ def demo(
 
         out_dir.mkdir(parents=True, exist_ok=True)
         video = out_dir / "demo.mp4"
-        # The "mixed" preset's static, pan and moving-object shots, then a pan the search window
-        # covers (the preset's last shot moves faster than +-64 px per sampled frame on purpose).
-        shots = s.preset("mixed", (640, 360), 24.0, 0)
-        shots[-1] = s.Shot(shots[-1].duration_s, shots[-1].image, pan=(80.0, 0.0))
+        shots = s.preset("mixed", (640, 360), 24.0, 0)  # static, pan, objects, brisk pan
         truth = s.write_video(video, shots, (640, 360), 30.0)
         (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
         out.print(
@@ -204,7 +270,8 @@ def demo(
             f"{', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json)."
         )
     config = CodecConfig()
-    _print_gop_table(_encode_stream(video, config, "auto"), False, f"{video.name}: anchors (I) and P-frames at 2 fps")
+    title = f"{video.name}: anchors (I) and P-frames at 2 fps"
+    _print_gop_table(_encode_stream(video, config, "auto"), False, title, _Plans(config, "adaptive"))
     out.print(
         "Next: index, search, clips and citations arrive with the memory and retrieval layers "
         "(see README); no model weights are needed for anything shown here."

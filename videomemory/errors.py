@@ -34,6 +34,10 @@ class InvalidVideo(InvalidArgument):
         super().__init__(text)
 
 
+class BudgetTooSmall(InvalidArgument):
+    """A token budget is below what the codec can possibly spend (anchors are not optional)."""
+
+
 class NotFound(VideoMemoryError):
     """A named resource (video, frame, file) does not exist for this caller."""
 

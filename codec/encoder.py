@@ -1,0 +1,93 @@
+"""The whole codec for one stream: GOP decision, closed-loop residual, token plan, frame by frame.
+
+``Encoder.push`` takes one sampled frame and returns an ``EncodedFrame``: the GOP decision
+(``codec.gop``), the stored code (an anchor image or a ``PCode``, ``codec.residual``), the token
+plan (``codec.rate``), and the frame as any reader will rebuild it, with its PSNR against the
+sampled frame. It keeps the reconstructed previous frame, so the residual loop is closed, and
+it only looks at the past, so files and live streams go through the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from videomemory.codec.config import CodecConfig
+from videomemory.codec.decode import SampledFrame
+from videomemory.codec.gop import I, FrameCode, GopEncoder
+from videomemory.codec.motion import as_tensor
+from videomemory.codec.rate import Planner
+from videomemory.codec.residual import AnchorCode, PCode, cell_energy, code_pframe, compensate, encode_anchor
+from videomemory.codec.tokens import FramePlan, TokenModel
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One sampled frame after the whole codec."""
+
+    code: FrameCode  # timing, role, GOP position, pcost, motion
+    anchor: AnchorCode | None  # the stored image when the frame is an anchor
+    pcode: PCode | None  # the stored code when it is a P-frame
+    energy: np.ndarray | None = field(repr=False)  # (rows, cols) residual energy per token cell; None for frame 0
+    plan: FramePlan  # what a VLM is sent for this frame
+    image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, the frame as rebuilt from the code
+    psnr: float  # of ``image`` against the sampled frame, dB (inf when identical)
+
+    @property
+    def nbytes(self) -> int:
+        """Stored size of this frame's code in bytes."""
+        return self.anchor.nbytes if self.anchor is not None else len(self.pcode.to_bytes())  # type: ignore[union-attr]
+
+
+def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """Peak signal-to-noise ratio of two uint8 images in dB (inf when identical)."""
+    diff = torch.as_tensor(a).to(torch.int64) - torch.as_tensor(b).to(torch.int64)
+    mse = float(diff.square().sum()) / diff.numel()
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+class Encoder:
+    """Causal codec: ``push`` sampled frames in order, get ``EncodedFrame``s back."""
+
+    def __init__(self, config: CodecConfig = CodecConfig(), device: str | torch.device = "auto") -> None:
+        self.config = config
+        self.gop = GopEncoder(config, device)
+        self.device = self.gop.device
+        self.tokens = TokenModel(grid=config.grid)
+        self.planner = Planner(self.tokens, config.plan, config.fps)
+        self._rec: torch.Tensor | None = None  # (3, H, W) uint8: the previous frame as rebuilt
+
+    def push(self, frame: SampledFrame) -> EncodedFrame:
+        """Encode the next sampled frame."""
+        code = self.gop.push(frame, self.planner.gamma_scale(), self.planner.refresh_due())
+        cur = as_tensor(frame.image, self.device)
+        cell = self.config.grid.token_px
+        anchor = pcode = None
+        energy = None
+        if code.role == I:
+            anchor = encode_anchor(frame.image, self.config.residual)
+            rec = as_tensor(anchor.decode(), self.device)
+            if self._rec is not None and code.motion is not None:
+                # What a P-frame would have had to send: lets the planner skip unneeded refreshes.
+                pred = compensate(self._rec, code.motion.vectors)
+                energy = cell_energy(cur.to(torch.int16) - pred.to(torch.int16), cell).cpu().numpy()
+        else:
+            assert self._rec is not None and code.motion is not None
+            pcode, rec = code_pframe(cur, self._rec, code.motion.vectors, self.config.residual, cell)
+            energy = pcode.energy
+        plan = self.planner.plan(code.role, code.reason, energy)
+        self._rec = rec
+        return EncodedFrame(code, anchor, pcode, energy, plan, rec.permute(1, 2, 0).cpu().numpy(), psnr(rec, cur))
+
+
+def encode_stream(
+    frames: Iterable[SampledFrame], config: CodecConfig = CodecConfig(), device: str | torch.device = "auto"
+) -> Iterator[EncodedFrame]:
+    """Encode sampled frames in order (a thin loop over ``Encoder.push``)."""
+    encoder = Encoder(config, device)
+    for frame in frames:
+        yield encoder.push(frame)

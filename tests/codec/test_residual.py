@@ -1,0 +1,140 @@
+"""codec.residual on small frames: bit-exact rebuild, the error bound, storage format, re-synthesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from videomemory.codec.config import ResidualConfig
+from videomemory.codec.motion import as_tensor
+from videomemory.codec.residual import (
+    AnchorCode,
+    GopCode,
+    PCode,
+    code_pframe,
+    compensate,
+    encode_anchor,
+    rebuild,
+)
+from videomemory.errors import InvalidArgument
+
+H, W = 64, 96
+
+
+def _texture(seed: int) -> np.ndarray:
+    """A smooth random RGB texture (H, W, 3) uint8 with some sharp edges."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:H, 0:W]
+    base = 128 + 60 * np.sin(x / 7.0 + seed) * np.cos(y / 5.0) + rng.normal(0, 6, (H, W))
+    img = np.stack([base, np.roll(base, 9, 1), 255 - base], -1)
+    img[20:30, 40:60] = (250, 20, 40)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _chain(n: int = 6, config: ResidualConfig = ResidualConfig()) -> tuple[GopCode, list[np.ndarray], list[np.ndarray]]:
+    """Encode n frames of a shifting texture: (stored GOP, encoder reconstructions, sources)."""
+    base = _texture(0)
+    sources = [np.roll(base, (k, 2 * k), (0, 1)) for k in range(n)]
+    if n > 3:
+        sources[3] = sources[3].copy()
+        sources[3][5:25, 5:25] = 255 - sources[3][5:25, 5:25]  # a badly predicted patch: intra blocks
+    anchor = encode_anchor(sources[0], config)
+    rec = as_tensor(anchor.decode())
+    recs, codes = [rec.permute(1, 2, 0).numpy()], []
+    vec = torch.zeros(H // 16, W // 16, 2, dtype=torch.int32)
+    vec[..., 0], vec[..., 1] = -1, -2  # content moves by (+1, +2) px per frame
+    for src in sources[1:]:
+        code, rec = code_pframe(as_tensor(src), rec, vec, config)
+        codes.append(code)
+        recs.append(rec.permute(1, 2, 0).numpy())
+    return GopCode(anchor, tuple(codes)), recs, sources
+
+
+def test_rebuild_reproduces_the_encoder_bit_exactly_from_stored_bytes():
+    gop, recs, _ = _chain()
+    stored = GopCode(AnchorCode(gop.anchor.format, gop.anchor.data), tuple(PCode.from_bytes(c.to_bytes()) for c in gop.p_codes))
+    for k, want in enumerate(recs):
+        assert np.array_equal(stored.frame(k), want)
+    assert all(np.array_equal(a, b) for a, b in zip(stored.frames(), recs))
+    assert any(c.intra_image is not None for c in gop.p_codes), "the inverted patch must go intra"
+
+
+def test_every_p_frame_pixel_is_within_the_quantiser_bound():
+    config = ResidualConfig()
+    gop, recs, sources = _chain(config=config)
+    for rec, src in zip(recs[1:], sources[1:]):
+        err = np.abs(rec.astype(int) - src.astype(int)).max()
+        assert err <= config.max_error
+
+
+def test_reanchored_gop_rebuilds_the_same_later_frames():
+    gop, recs, _ = _chain(8)
+    for k in (1, 3, 7):
+        clip = gop.reanchor(k)
+        assert clip.anchor.format == "png" and len(clip) == len(gop) - k
+        for j in range(len(clip)):
+            assert np.array_equal(clip.frame(j), recs[k + j])
+
+
+def test_compensate_moves_blocks_by_their_vectors_with_edge_replication():
+    ref = as_tensor(_texture(1))
+    vec = torch.zeros(H // 16, W // 16, 2, dtype=torch.int32)
+    vec[1, 2] = torch.tensor([3, -5])
+    vec[0, 0] = torch.tensor([-4, -4])  # reaches outside the frame: edge pixels repeat
+    pred = compensate(ref, vec)
+    assert torch.equal(pred[:, 16:32, 32:48], ref[:, 19:35, 27:43])
+    assert torch.equal(pred[:, 16:32, 48:64], ref[:, 16:32, 48:64])
+    assert torch.equal(pred[:, 4:16, 4:16], ref[:, 0:12, 0:12])
+    assert torch.equal(pred[:, 0, 0], ref[:, 0, 0])
+
+
+def test_static_frame_costs_a_few_bytes():
+    img = _texture(2)
+    anchor = encode_anchor(img)
+    rec = as_tensor(anchor.decode())
+    code, _ = code_pframe(rec, rec, torch.zeros(H // 16, W // 16, 2, dtype=torch.int32), ResidualConfig())
+    assert not code.coded.any() and code.intra_image is None
+    assert len(code.to_bytes()) < 120
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign", "empty"])
+def test_damaged_or_foreign_bytes_are_rejected_with_a_clear_error(damage):
+    gop, _, _ = _chain(3)
+    data = gop.p_codes[0].to_bytes()
+    bad = {
+        "truncate": data[: len(data) // 2],
+        "flip": data[:30] + bytes([data[30] ^ 0xFF]) + data[31:],
+        "foreign": b"GIF89a" + data[6:],
+        "empty": b"",
+    }[damage]
+    with pytest.raises(InvalidArgument, match="P-frame code|not a videomemory"):
+        rebuild(gop.anchor, [PCode.from_bytes(bad)])
+
+
+def test_anchor_formats_round_trip_and_png_is_lossless():
+    img = _texture(3)
+    assert np.array_equal(encode_anchor(img, lossless=True).decode(), img)
+    for fmt in ("avif", "jpeg", "webp"):
+        out = encode_anchor(img, ResidualConfig(anchor_format=fmt)).decode()
+        assert out.shape == img.shape
+        assert np.abs(out.astype(int) - img.astype(int)).mean() < 6
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(InvalidArgument):
+        ResidualConfig(step=2)
+    with pytest.raises(InvalidArgument):
+        ResidualConfig(dead_zone=8)
+    with pytest.raises(InvalidArgument):
+        ResidualConfig(anchor_format="bmp")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gives_the_same_bytes_as_cpu():
+    gop, _, sources = _chain(4)
+    rec = as_tensor(gop.anchor.decode(), "cuda")
+    vec = torch.full((H // 16, W // 16, 2), -1, dtype=torch.int32)
+    vec[..., 1] = -2
+    code, _ = code_pframe(as_tensor(sources[1], "cuda"), rec, vec.cuda(), ResidualConfig())
+    assert code.to_bytes() == gop.p_codes[0].to_bytes()
