@@ -36,11 +36,7 @@ class EncodedFrame:
     plan: FramePlan  # what a VLM is sent for this frame
     image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, the frame as rebuilt from the code
     psnr: float  # of ``image`` against the sampled frame, dB (inf when identical)
-
-    @property
-    def nbytes(self) -> int:
-        """Stored size of this frame's code in bytes."""
-        return self.anchor.nbytes if self.anchor is not None else len(self.pcode.to_bytes())  # type: ignore[union-attr]
+    nbytes: int  # stored size of this frame's code in bytes
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -81,7 +77,9 @@ class Encoder:
             energy = pcode.energy
         plan = self.planner.plan(code.role, code.reason, energy)
         self._rec = rec
-        return EncodedFrame(code, anchor, pcode, energy, plan, rec.permute(1, 2, 0).cpu().numpy(), psnr(rec, cur))
+        nbytes = anchor.nbytes if anchor is not None else len(pcode.to_bytes())  # type: ignore[union-attr]
+        image = rec.permute(1, 2, 0).cpu().numpy()
+        return EncodedFrame(code, anchor, pcode, energy, plan, image, psnr(rec, cur), nbytes)
 
 
 def encode_stream(
