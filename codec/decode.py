@@ -162,6 +162,36 @@ def probe(source: str | os.PathLike[str]) -> VideoInfo:
         )
 
 
+def stream_packets(source: str | os.PathLike[str]) -> Iterator[tuple[bytes, bytes]]:
+    """Demux (no decode) the main video stream: a header, then per packet its time and its bytes.
+
+    The first item is the stream header (codec, size, extradata) with empty bytes; each packet's
+    header is its pts relative to the first packet, in ms, so a re-mux into another container
+    yields the same items. This feeds ``memory.ids.video_key``.
+    """
+    name = str(source)
+    with _open(source) as container:
+        stream = _video_stream(container, name)
+        cc = stream.codec_context
+        yield f"{cc.name}:{cc.width}x{cc.height}".encode(), bytes(cc.extradata or b"")
+        first: int | None = None
+        n = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's flush packet
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None and first is None:
+                    first = ts
+                rel = -1 if ts is None or packet.time_base is None else round((ts - first) * packet.time_base * 1000)
+                n += 1
+                yield rel.to_bytes(8, "little", signed=True), bytes(packet)
+        except av.error.FFmpegError as e:
+            raise InvalidVideo(name, f"the container is damaged after {n} packets ({_ffmpeg_reason(e)})", _HINT_REENCODE) from e
+        if n == 0:
+            raise InvalidVideo(name, "the video stream has no data (0 packets)", "the file is empty or truncated; " + _HINT_REENCODE)
+
+
 def _to_rgb(frame: av.VideoFrame, grid: Grid | None) -> np.ndarray:
     """RGB pixels of a decoded frame, resized to the grid (area filter down, bicubic up)."""
     if grid is None or (frame.width, frame.height) == (grid.width, grid.height):
@@ -272,6 +302,37 @@ def sample_frames(
                 "the file looks truncated (interrupted copy or recording); re-copy it, or pass "
                 "strict=False / --lenient to keep the frames that are there",
             )
+
+
+def frame_at(source: str | os.PathLike[str], time_s: float) -> np.ndarray:
+    """The source frame on screen ``time_s`` after the first frame, full resolution, (H, W, 3) uint8 RGB.
+
+    Seeks to the key frame before it and decodes forward, so it costs one GOP of the source.
+    """
+    name = str(source)
+    with _open(source) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        rate, _ = _declared_timing(container, stream)
+        try:
+            first = next(container.decode(stream))
+            t0 = _frame_time(first, 0, rate) or Fraction(0)
+            target = t0 + Fraction(time_s).limit_denominator(1_000_000)
+            if stream.time_base is not None and target > t0:
+                container.seek(int(target / stream.time_base), stream=stream, backward=True)
+            else:
+                container.seek(0, stream=stream, backward=True)
+            shown: av.VideoFrame | None = None
+            for i, frame in enumerate(container.decode(stream)):
+                t = _frame_time(frame, i, rate)
+                if t is not None and t > target + Fraction(1, 2000) and shown is not None:
+                    break
+                shown = frame
+        except (av.error.FFmpegError, StopIteration) as e:
+            raise InvalidVideo(name, f"cannot decode the frame at {time_s:.3f} s ({_ffmpeg_reason(e)})", _HINT_REENCODE) from e
+        if shown is None:
+            raise InvalidVideo(name, f"no frame at {time_s:.3f} s", _HINT_REENCODE)
+        return shown.to_ndarray(format="rgb24")
 
 
 def frame_duration(frame: av.VideoFrame, rate: Fraction | None) -> Fraction:

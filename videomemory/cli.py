@@ -286,6 +286,9 @@ def version() -> None:
     typer.echo(__version__)
 
 
+from videomemory import cli_memory  # noqa: E402,F401 - registers index, list, inspect, cite, plot
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m videomemory``."""
     app(prog_name="videomemory")

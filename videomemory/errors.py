@@ -54,3 +54,9 @@ class PermissionDenied(VideoMemoryError):
     """The caller may not touch this resource or path."""
 
     status = "PERMISSION_DENIED"
+
+
+class DataLoss(VideoMemoryError):
+    """Stored data is missing or damaged (a bug or a storage fault); re-ingesting the video repairs it."""
+
+    status = "DATA_LOSS"

@@ -1,0 +1,29 @@
+"""Shared fixtures: a few short generated videos with known content, and a fresh store per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from videomemory.bench import synth
+from videomemory.memory.store import Store
+
+SIZE = (320, 240)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    """name -> path of 6 s videos: cuts, objects (a moving sprite), pan (global motion)."""
+    root = tmp_path_factory.mktemp("videos")
+    out = {}
+    for name, seed in (("cuts", 0), ("objects", 1), ("pan", 2)):
+        path = root / f"{name}.mp4"
+        synth.write_preset(name, path, size=SIZE, duration_s=6.0, seed=seed)
+        out[name] = path
+    return out
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "store")

@@ -1,0 +1,5 @@
+"""``python -m videomemory``: the same CLI as the ``videomemory`` command."""
+
+from videomemory.cli import main
+
+main()
