@@ -3,7 +3,7 @@
 ``ingest_video`` probes the file, derives its content key, and skips it when the store already has
 it ready (so re-running a job is cheap and idempotent). Otherwise decoding runs in a thread that
 stays a few frames ahead of the encoder (PyAV and torch release the GIL, so the two overlap), frame
-rows are appended in batches and each GOP's segment row is written when the next anchor closes it;
+and segment rows (one per GOP, made when the next anchor closes it) are appended in batches;
 none of it is visible until the commit at the end (``memory.store``). Any failure aborts the ingest
 and leaves the store as it was; a kill -9 leaves invisible rows that the next commit removes.
 
@@ -177,18 +177,20 @@ def ingest_video(
     kept: list[EncodedFrame] = []  # every frame without pixels or code: statistics
     gop: list[EncodedFrame] = []
     rows: list[dict[str, Any]] = []
+    segments: list[dict[str, Any]] = []
     stored = 0
     try:
         for frame in _prefetch(sample_frames(source, config.fps, config.grid, strict=strict)):
             f = encoder.push(frame)
             if f.code.role == I and gop:
-                ingest.add_segments([records.segment_row(gop, f.code.pts_ms, config.fps)])
+                segments.append(records.segment_row(gop, f.code.pts_ms, config.fps))
                 gop = []
             rows.append(records.frame_row(f))
             stored += f.nbytes
-            if len(rows) >= FRAME_BATCH:
+            if len(rows) >= FRAME_BATCH:  # one append per batch: few LanceDB fragments and versions
                 ingest.add_frames(rows)
-                rows = []
+                ingest.add_segments(segments)
+                rows, segments = [], []
             light = records.light(f)
             gop.append(light)
             kept.append(light)
@@ -196,7 +198,7 @@ def ingest_video(
                 on_progress(Progress("frame", source, len(kept), frame.time_s, info.duration_s))
         ingest.add_frames(rows)
         duration_ms = _duration_ms(info.duration_s, kept[-1].code.pts_ms, config.fps)
-        ingest.add_segments([records.segment_row(gop, duration_ms, config.fps)])
+        ingest.add_segments(segments + [records.segment_row(gop, duration_ms, config.fps)])
         stats = content_stats(kept, config.fps)
         row = records.video_row(stats, config=config, duration_ms=duration_ms, segments=ingest.segments, stored_bytes=stored)
         row |= {

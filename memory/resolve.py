@@ -46,7 +46,7 @@ class Resolved:
     segment_end_ms: int
     role: str  # I | P
     anchor: FrameId  # the anchor this frame is rebuilt from
-    sent: bool  # the stored token plan sends this frame (False: collapsed or dropped by the budget)
+    sent: bool  # the stored token plan spends tokens on this frame (False: collapsed or dropped by the budget)
     psnr: float  # of the rebuilt frame against the sampled frame, dB
     notes: tuple[str, ...] = ()
     image: np.ndarray | None = field(default=None, repr=False)  # (H, W, 3) uint8
@@ -155,7 +155,9 @@ def resolve_frame(
     if ms > video.duration_ms:
         raise NotFound(f"{text}: {ms} ms is past the end of video {video.key} ({video.duration_ms / 1000:.3f} s long)")
     times: pa.Table = store.frames(
-        video, columns=["ms", "time_s", "gop", "pos", "role", "plan_role", "source_index", "sampled_index", "psnr"]
+        video,
+        columns=["ms", "time_s", "gop", "pos", "role", "plan_role", "image_tokens", "overhead_tokens", "source_index",
+                 "sampled_index", "psnr"],
     )
     ms_list = times["ms"].to_pylist()
     i = bisect.bisect_left(ms_list, ms)
@@ -170,9 +172,10 @@ def resolve_frame(
             f"{ms} ms was not sampled (sampling at {video.fps:g} fps); resolved to the nearest sampled frame, "
             f"{abs(delta)} ms {'later' if delta > 0 else 'earlier'}"
         )
-    sent = row["plan_role"] != SKIP
+    sent = row["plan_role"] != SKIP and row["image_tokens"] + row["overhead_tokens"] > 0
     if not sent:
-        notes.append("this frame is stored but the token plan did not send it (unchanged or over the budget)")
+        notes.append("the token plan did not send this frame (nothing changed since the frame before, or the "
+                     "budget ran out); it is stored, and rebuilt here")
     segments = store.segments(video).to_pylist()
     seg = next(s for s in segments if s["gop"] == row["gop"])
     pixels, origin = None, ""

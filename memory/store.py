@@ -230,8 +230,11 @@ class Store:
         return self._rows("segments", video, None, None).sort_by("start_ms")
 
     def frame_times(self, video: Video) -> pa.Table:
-        """``ms``, ``gop``, ``pos``, ``role`` and ``plan_role`` of every sampled frame (no code)."""
-        return self.frames(video, columns=["ms", "gop", "pos", "role", "plan_role", "source_index", "sampled_index"])
+        """Time, place in the GOP, role and token plan of every sampled frame (no code)."""
+        return self.frames(
+            video,
+            columns=["ms", "gop", "pos", "role", "plan_role", "image_tokens", "overhead_tokens", "source_index", "sampled_index"],
+        )
 
     # ------------------------------------------------------------------ writes
 

@@ -249,36 +249,6 @@ def synth(
 
 
 @app.command()
-@friendly_errors
-def demo(
-    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated video."),
-    video: Optional[Path] = typer.Option(None, help="Use this video instead of a generated one."),
-) -> None:
-    """The main job, offline: generate a short video with known cuts (or take yours) and code it."""
-    from videomemory.codec.config import CodecConfig
-
-    if video is None:
-        from videomemory.bench import synth as s
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        video = out_dir / "demo.mp4"
-        shots = s.preset("mixed", (640, 360), 24.0, 0)  # static, pan, objects, brisk pan
-        truth = s.write_video(video, shots, (640, 360), 30.0)
-        (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
-        out.print(
-            f"Generated {video}: 24 s, 640x360, hard cuts at "
-            f"{', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json)."
-        )
-    config = CodecConfig()
-    title = f"{video.name}: anchors (I) and P-frames at 2 fps"
-    _print_gop_table(_encode_stream(video, config, "auto"), False, title, _Plans(config, "adaptive"))
-    out.print(
-        "Next: index, search, clips and citations arrive with the memory and retrieval layers "
-        "(see README); no model weights are needed for anything shown here."
-    )
-
-
-@app.command()
 def version() -> None:
     """Print the installed version."""
     from videomemory import __version__

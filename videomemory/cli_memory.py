@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -44,6 +46,30 @@ def _kb(n: float) -> str:
     return f"{n / 1e3:,.0f}"
 
 
+def _print_video(video, segments: list[dict]) -> None:
+    """A stored video's summary line and its GOP table."""
+    from videomemory.memory.ids import FrameId
+
+    out.print(
+        f"[bold]{video.name}[/]  {video.source_uri}\n"
+        f"{video.width}x{video.height} {video.source_codec}, {video.duration_ms / 1000:.1f} s; coded at {video.fps:g} fps "
+        f"on {video.grid_width}x{video.grid_height}: {video.frames} frames, {video.segments} GOPs, "
+        f"{video.tokens_per_min:,.0f} tokens/min, {video.content_class}"
+        f"{' (routed to flat)' if video.hybrid_flat else ''}, {_kb(video.stored_bytes)} KB stored"
+    )
+    table = Table(title="GOPs (anchor = the cite tag of the GOP's first frame)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("GOP", "anchor", "n", "why", "pcost/blk", "motion", "tokens", "KB", "class"):
+        table.add_column(name, justify="left" if name in ("anchor", "why", "class") else "right", no_wrap=True)
+    for s in segments:
+        pcost = "-" if s["pcost_mean"] is None else f"{s['pcost_mean']:.0f}-{s['pcost_max']:.0f}"
+        table.add_row(
+            str(s["gop"]), escape(FrameId(video.key, s["start_ms"]).tag), str(s["frames"]), s["anchor_reason"] or "", pcost, f"{s['motion_px']:.1f}", str(s["tokens"]),
+            _kb(s["stored_bytes"]), s["content_class"] + ("*" if s["hybrid_flat"] else ""),
+        )
+    out.print(table)
+    out.print("* routed to flat encoding (the predictive code does not pay off there)")
+
+
 @app.command()
 @friendly_errors
 def index(
@@ -68,22 +94,26 @@ def index(
     if not sources:
         raise NotFound(f"no video files found in {' '.join(paths)}")
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=as_json, transient=False,
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=err, disable=as_json, transient=False,
     ) as bar:
-        overall = bar.add_task("videos", total=len(sources))
-        current: dict[str, int] = {}
+        overall = bar.add_task("videos", total=len(sources), info="")
+        current: dict[str, tuple[int, float]] = {}  # source -> (task, start time)
 
         def on_progress(p) -> None:
             if p.stage == "start":
                 total = round(p.duration_s) if p.duration_s else None
-                current[p.source] = bar.add_task(f"  {Path(p.source).name[:40]} (s)", total=total)
+                task = bar.add_task(f"  {Path(p.source).name[:32]} (s)", total=total, info="")
+                current[p.source] = (task, time.perf_counter())
             elif p.stage == "frame" and p.source in current:
-                bar.update(current[p.source], completed=int(p.media_s))
+                task, t0 = current[p.source]
+                elapsed = time.perf_counter() - t0
+                speed = f"{p.frames} frames, {p.media_s / elapsed:.1f}x realtime" if elapsed > 0 else f"{p.frames} frames"
+                bar.update(task, completed=int(p.media_s), info=speed)
             elif p.stage == "done":
-                task = current.pop(p.source, None)
-                if task is not None:
-                    bar.remove_task(task)
+                entry = current.pop(p.source, None)
+                if entry is not None:
+                    bar.remove_task(entry[0])
                 bar.advance(overall)
 
         results = ingest_archive(
@@ -111,18 +141,18 @@ def index(
             typer.echo(json.dumps(r.to_dict()))
         typer.echo(json.dumps({"summary": summary}))
     else:
-        table = Table(title=f"Indexed into {st.uri} (tenant {tenant})")
-        for name in ("video", "status", "key", "frames", "GOPs", "length s", "x-realtime", "stored KB", "KB/min", "tokens/min", "class"):
+        table = Table(title=f"Indexed into {st.uri} (tenant {tenant})", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for name in ("video", "status", "key", "frames", "GOPs", "secs", "x-rt", "KB/min", "tok/min", "class"):
             table.add_column(name, justify="left" if name in ("video", "status", "key", "class") else "right")
         for r in results:
             per_min = r.stored_bytes / (r.duration_s / 60) if r.duration_s else 0
+            name = Path(r.source).name
             if r.status == "failed":
-                table.add_row(Path(r.source).name, "[red]failed[/]", "", "", "", "", "", "", "", "", "")
+                table.add_row(escape(name), "[red]failed[/]", *[""] * 8)
                 continue
             table.add_row(
-                Path(r.source).name, r.status, r.key or "", str(r.frames), str(r.segments), f"{r.duration_s:.1f}",
-                f"{r.x_realtime:.1f}" if r.x_realtime else "-", _kb(r.stored_bytes), _kb(per_min),
-                f"{r.tokens_per_min:,.0f}", r.content_class,
+                escape(name), r.status, (r.key or "")[:8], str(r.frames), str(r.segments), f"{r.duration_s:.1f}",
+                f"{r.x_realtime:.1f}" if r.x_realtime else "-", _kb(per_min), f"{r.tokens_per_min:,.0f}", r.content_class,
             )
         out.print(table)
         for r in failed:
@@ -180,26 +210,7 @@ def inspect(
             s["anchor"] = FrameId(video.key, s["start_ms"]).name
             typer.echo(json.dumps(s))
         return
-    out.print(
-        f"[bold]{video.name}[/]  {video.source_uri}\n"
-        f"{video.width}x{video.height} {video.source_codec}, {video.duration_ms / 1000:.1f} s; coded at {video.fps:g} fps "
-        f"on {video.grid_width}x{video.grid_height}: {video.frames} frames, {video.segments} GOPs, "
-        f"{video.tokens_per_min:,.0f} tokens/min, {video.content_class}"
-        f"{' (routed to flat)' if video.hybrid_flat else ''}, {_kb(video.stored_bytes)} KB stored"
-    )
-    table = Table(title="GOPs")
-    for name in ("GOP", "anchor", "start s", "end s", "frames", "why", "pcost/blk mean", "max", "motion px", "tokens", "KB", "class"):
-        table.add_column(name, justify="right")
-    for s in segments:
-        table.add_row(
-            str(s["gop"]), escape(FrameId(video.key, s["start_ms"]).tag), f"{s['start_ms'] / 1000:.2f}", f"{s['end_ms'] / 1000:.2f}",
-            str(s["frames"]), s["anchor_reason"] or "",
-            "-" if s["pcost_mean"] is None else f"{s['pcost_mean']:.0f}", "-" if s["pcost_max"] is None else f"{s['pcost_max']:.0f}",
-            f"{s['motion_px']:.1f}", str(s["tokens"]), _kb(s["stored_bytes"]),
-            s["content_class"] + ("*" if s["hybrid_flat"] else ""),
-        )
-    out.print(table)
-    out.print("* routed to flat encoding (the predictive code does not pay off there)")
+    _print_video(video, segments)
 
 
 @app.command()
@@ -272,3 +283,63 @@ def plot(
     plot_timeline(video, st.frames(video, columns=["ms", "role", "pcost_per_block", "image_tokens", "overhead_tokens", "plan_role"]),
                   st.segments(video), out_file)
     out.print(f"wrote {out_file}")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated video, a cited frame and the timeline."),
+    video: Optional[Path] = typer.Option(None, help="Use this video instead of a generated one."),
+    store: Optional[str] = StoreOpt,
+    tenant: str = TenantOpt,
+) -> None:
+    """The main job, offline: generate a video with known cuts (or take yours), index it, then cite a frame."""
+    from PIL import Image
+
+    from videomemory.codec.config import CodecConfig
+    from videomemory.memory.ids import FrameId
+    from videomemory.memory.ingest import ingest_video
+    from videomemory.memory.resolve import resolve_frame
+    from videomemory.plots import plot_timeline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if video is None:
+        from videomemory.bench import synth as s
+
+        video = out_dir / "demo.mp4"
+        shots = s.preset("mixed", (640, 360), 24.0, 0)  # static, pan, objects, brisk pan
+        truth = s.write_video(video, shots, (640, 360), 30.0)
+        (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
+        out.print(
+            f"1. Generated {video}: 24 s, 640x360, hard cuts at "
+            f"{', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json)."
+        )
+    st = _store(store)
+    result = ingest_video(st, video, tenant=tenant, config=CodecConfig())
+    what = "was already indexed (re-ingest is a no-op)" if result.status == "skipped" else (
+        f"indexed in {result.seconds:.1f} s ({result.x_realtime:.1f}x realtime)")
+    out.print(f"2. {video.name} {what} into {st.uri}, tenant {tenant!r}, key {result.key}:")
+    v = st.get_video(tenant, result.key)
+    _print_video(v, st.segments(v).to_pylist())
+
+    frames = st.frame_times(v).to_pylist()
+    p_frames = [f for f in frames if f["role"] == "P"] or frames
+    pick = max(p_frames, key=lambda f: (f["pos"], -f["ms"]))  # the deepest P-frame: the most P-codes to apply
+    tag = FrameId(v.key, pick["ms"]).tag
+    r = resolve_frame(st, tenant, tag)
+    png = out_dir / f"cited_{v.key}_{r.frame.ms}.png"
+    Image.fromarray(r.image).save(png)
+    out.print(
+        f"3. A model citing {escape(tag)} gets back: {r.frame.name}, {r.role}-frame {r.time_s:.3f} s into "
+        f"{escape(r.source_uri)} (source frame {r.source_index}), rebuilt from anchor {r.anchor.ms} ms + "
+        f"{pick['pos']} P-codes at {r.psnr:.1f} dB -> {png}",
+        highlight=False,
+    )
+    timeline = plot_timeline(v, st.frames(v, columns=["ms", "role", "pcost_per_block", "image_tokens", "overhead_tokens", "plan_role"]),
+                             st.segments(v), out_dir / "timeline.png")
+    out.print(f"4. Timeline (pcost, anchors, tokens per frame, content class): {timeline}")
+    out.print(
+        f"Next: `videomemory cite \"...{escape(tag)}...\"`, `videomemory inspect {v.key[:8]}`, `videomemory index FOLDER` "
+        "(resumable). Search and clips need the retrieval layer (issue 6); nothing here needs model weights.",
+        highlight=False,
+    )

@@ -14,10 +14,10 @@ SIZE = (320, 240)
 
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory) -> dict[str, Path]:
-    """name -> path of 6 s videos: cuts, objects (a moving sprite), pan (global motion)."""
+    """name -> path of 6 s videos: cuts, objects (moving sprites), pan (global motion), static."""
     root = tmp_path_factory.mktemp("videos")
     out = {}
-    for name, seed in (("cuts", 0), ("objects", 1), ("pan", 2)):
+    for name, seed in (("cuts", 0), ("objects", 1), ("pan", 2), ("static", 3)):
         path = root / f"{name}.mp4"
         synth.write_preset(name, path, size=SIZE, duration_s=6.0, seed=seed)
         out[name] = path

@@ -109,3 +109,13 @@ def test_resolve_citations_resolves_every_tag_in_an_answer(indexed):
     assert cites[0].resolved.frame == FrameId(key, 1000) and cites[1].resolved.frame == FrameId(key, 4500)
     assert cites[2].error_status == "NOT_FOUND" and cites[3].error_status == "INVALID_ARGUMENT"
     assert resolve_citations(store, "other", answer)[0].error_status == "NOT_FOUND"
+
+
+def test_a_frame_the_plan_did_not_send_still_resolves_and_says_so(videos, store):
+    key = ingest_video(store, videos["static"]).key
+    video = store.get_video("default", key)
+    unsent = [f for f in store.frame_times(video).to_pylist() if f["image_tokens"] + f["overhead_tokens"] == 0]
+    assert unsent, "a static shot collapses: most of its frames are not sent"
+    r = resolve_frame(store, "default", FrameId(key, unsent[-1]["ms"]))
+    assert r.exact and not r.sent and any("did not send" in n for n in r.notes)
+    assert r.image is not None and r.psnr >= 38.0
