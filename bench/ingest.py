@@ -46,40 +46,43 @@ def _timed(fn):
     return out, time.perf_counter() - w0, time.process_time() - c0
 
 
+def _measure(work: Path, label: str, duration: float, config: CodecConfig, device: str) -> dict:
+    """Decode-only, content key and ingest of one generated video; one table row."""
+    size = SIZES[label]
+    path = work / f"mixed_{label}.mp4"
+    synth.write_video(path, synth.preset("mixed", size, duration, seed=3), size, 30.0, x264_preset="veryfast")
+    n, dec_wall, dec_cpu = _timed(lambda: sum(1 for _ in sample_frames(path, config.fps, config.grid)))
+    _, key_wall, _ = _timed(lambda: video_key(path))
+    store = Store(work / f"store_{label}")
+    result, ing_wall, ing_cpu = _timed(lambda: ingest_video(store, path, config=config, device=device))
+    minutes = result.duration_s / 60
+    return {
+        "video": path.name,
+        "size": f"{size[0]}x{size[1]}",
+        "duration_s": round(result.duration_s, 2),
+        "sampled_frames": n,
+        "decode_s": round(dec_wall, 3),
+        "key_s": round(key_wall, 3),
+        "ingest_s": round(ing_wall, 3),
+        "ratio": round(ing_wall / dec_wall, 2),
+        "x_realtime": round(result.duration_s / ing_wall, 2),
+        "decode_x_realtime": round(result.duration_s / dec_wall, 2),
+        "decode_cpu_s_per_min": round(dec_cpu / minutes, 2),
+        "ingest_cpu_s_per_min": round(ing_cpu / minutes, 2),
+        "source_kb_per_min": round(result.source_bytes / minutes / 1e3, 1),
+        "stored_kb_per_min": round(result.stored_bytes / minutes / 1e3, 1),
+        "stored_vs_source": round(result.stored_bytes / result.source_bytes, 3),
+        "tokens_per_min": round(result.tokens_per_min),
+    }
+
+
 def run(quick: bool, duration: float, sizes: list[str], device: str) -> dict:
     """Measure every size; return the JSON-ready results."""
-    work = Path(tempfile.mkdtemp(prefix="vm-ingest-"))
     config = CodecConfig()
     rows = []
-    for label in sizes:
-        size = SIZES[label]
-        path = work / f"mixed_{label}.mp4"
-        synth.write_video(path, synth.preset("mixed", size, duration, seed=3), size, 30.0, x264_preset="veryfast")
-        n, dec_wall, dec_cpu = _timed(lambda: sum(1 for _ in sample_frames(path, config.fps, config.grid)))
-        _, key_wall, _ = _timed(lambda: video_key(path))
-        store = Store(work / f"store_{label}")
-        result, ing_wall, ing_cpu = _timed(lambda: ingest_video(store, path, config=config, device=device))
-        minutes = result.duration_s / 60
-        rows.append(
-            {
-                "video": path.name,
-                "size": f"{size[0]}x{size[1]}",
-                "duration_s": round(result.duration_s, 2),
-                "sampled_frames": n,
-                "decode_s": round(dec_wall, 3),
-                "key_s": round(key_wall, 3),
-                "ingest_s": round(ing_wall, 3),
-                "ratio": round(ing_wall / dec_wall, 2),
-                "x_realtime": round(result.duration_s / ing_wall, 2),
-                "decode_x_realtime": round(result.duration_s / dec_wall, 2),
-                "decode_cpu_s_per_min": round(dec_cpu / minutes, 2),
-                "ingest_cpu_s_per_min": round(ing_cpu / minutes, 2),
-                "source_kb_per_min": round(result.source_bytes / minutes / 1e3, 1),
-                "stored_kb_per_min": round(result.stored_bytes / minutes / 1e3, 1),
-                "stored_vs_source": round(result.stored_bytes / result.source_bytes, 3),
-                "tokens_per_min": round(result.tokens_per_min),
-            }
-        )
+    with tempfile.TemporaryDirectory(prefix="vm-ingest-") as tmp:
+        for label in sizes:
+            rows.append(_measure(Path(tmp), label, duration, config, device))
     return {
         "benchmark": "ingest",
         "quick": quick,
