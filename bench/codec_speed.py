@@ -14,11 +14,9 @@ Prints a table and writes JSON (default ``results/codec_speed.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videomemory.bench import synth
+from videomemory.bench.common import timed, write_json
 from videomemory.codec.config import CodecConfig, MotionConfig
 from videomemory.codec.decode import sample_frames
 from videomemory.codec.gop import GopEncoder
@@ -34,12 +33,6 @@ from videomemory.codec.motion import as_tensor, exhaustive_search, fast_search
 SIZE = (512, 512)
 MATCHED_SAD = 4 * 3 * 16 * 16  # mean error of 4 per RGB value over a 16x16 block
 
-
-def _timed(fn):
-    """Run ``fn``; return (result, wall seconds, CPU seconds of the whole process)."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w0, time.process_time() - c0
 
 
 def run(quick: bool, threads: int) -> dict:
@@ -53,20 +46,20 @@ def run(quick: bool, threads: int) -> dict:
     for name in ("static", "pan", "fast_pan", "objects", "cuts", "mixed"):
         path = workdir / f"{name}.mp4"
         synth.write_video(path, synth.preset(name, SIZE, duration, seed=1), SIZE, 30.0)
-        frames, dec_wall, dec_cpu = _timed(lambda: list(sample_frames(path, fps=config.fps, grid=config.grid)))
+        frames, dec_wall, dec_cpu = timed(lambda: list(sample_frames(path, fps=config.fps, grid=config.grid)))
         n = len(frames)
 
         def code_all():
             enc = GopEncoder(config, "cpu")
             return [enc.push(f) for f in frames]
 
-        codes, code_wall, code_cpu = _timed(code_all)
+        codes, code_wall, code_cpu = timed(code_all)
 
         def decode_and_code():
             enc = GopEncoder(config, "cpu")
             return [enc.push(f) for f in sample_frames(path, fps=config.fps, grid=config.grid)]
 
-        _, both_wall, both_cpu = _timed(decode_and_code)
+        _, both_wall, both_cpu = timed(decode_and_code)
 
         # Fast vs exhaustive on the same consecutive pairs (the first ones with motion).
         tensors = [as_tensor(f.image) for f in frames]
@@ -77,9 +70,9 @@ def run(quick: bool, threads: int) -> dict:
         within = total = within_matched = matched = 0
         ex_pcost = fa_pcost = 0
         for cur, ref in moving:
-            ex, w, _ = _timed(lambda: exhaustive_search(cur, ref, radius, lam))
+            ex, w, _ = timed(lambda: exhaustive_search(cur, ref, radius, lam))
             ex_wall += w
-            fa, w, _ = _timed(lambda: fast_search(cur, ref, radius, lam))
+            fa, w, _ = timed(lambda: fast_search(cur, ref, radius, lam))
             fa_wall += w
             within += int((fa.cost.double() <= ex.cost.double() * 1.01).sum())
             total += fa.cost.numel()
@@ -154,9 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     result = run(args.quick, args.threads)
     show(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ Prints a table and writes JSON (default ``results/ingest.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videomemory.bench import synth
+from videomemory.bench.common import timed, write_json
 from videomemory.codec.config import CodecConfig
 from videomemory.codec.decode import sample_frames
 from videomemory.memory.ids import video_key
@@ -39,22 +38,16 @@ from videomemory.memory.store import Store
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080)}
 
 
-def _timed(fn):
-    """Run ``fn``; return (result, wall seconds, CPU seconds of the whole process)."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w0, time.process_time() - c0
-
 
 def _measure(work: Path, label: str, duration: float, config: CodecConfig, device: str) -> dict:
     """Decode-only, content key and ingest of one generated video; one table row."""
     size = SIZES[label]
     path = work / f"mixed_{label}.mp4"
     synth.write_video(path, synth.preset("mixed", size, duration, seed=3), size, 30.0, x264_preset="veryfast")
-    n, dec_wall, dec_cpu = _timed(lambda: sum(1 for _ in sample_frames(path, config.fps, config.grid)))
-    _, key_wall, _ = _timed(lambda: video_key(path))
+    n, dec_wall, dec_cpu = timed(lambda: sum(1 for _ in sample_frames(path, config.fps, config.grid)))
+    _, key_wall, _ = timed(lambda: video_key(path))
     store = Store(work / f"store_{label}")
-    result, ing_wall, ing_cpu = _timed(lambda: ingest_video(store, path, config=config, device=device))
+    result, ing_wall, ing_cpu = timed(lambda: ingest_video(store, path, config=config, device=device))
     minutes = result.duration_s / 60
     return {
         "video": path.name,
@@ -105,7 +98,7 @@ def show(result: dict) -> None:
         table.add_column(title, justify="right")
     for row in result["rows"]:
         table.add_row(*(f"{row[k]:,}" if isinstance(row[k], (int, float)) else str(row[k]) for k, _ in cols))
-    Console().print(table)
+    Console(width=200).print(table)  # wide enough for every column, also when piped
 
 
 def main() -> None:
@@ -121,9 +114,7 @@ def main() -> None:
     sizes = args.sizes.split(",") if args.sizes else (["480p"] if args.quick else ["480p", "1080p"])
     result = run(args.quick, duration, sizes, args.device)
     show(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":
