@@ -12,6 +12,9 @@ wrote it:
 - ``frames``: one row per sampled frame (frame ID parts, source index, role, GOP, motion summary,
   token plan, residual energy per cell) and the code that rebuilds it: the anchor image for an
   I-frame, the serialised ``PCode`` (motion field, intra blocks, quantised residual) for a P-frame.
+- ``embeddings``: search vectors (``retrieval.embed``), one per segment anchor plus one per P-frame
+  whose change is large, tagged with the embedder's name; ``embedded`` marks a video's vectors
+  complete for one embedder (written after them: the commit point search indexes follow).
 
 ``SCHEMA_VERSION`` is written into each table's schema metadata. A reader opens tables of its own
 version or older (columns it knows are read by name); a table written by a newer version is refused
@@ -111,7 +114,33 @@ FRAMES = _schema(
     pa.field("code", pa.large_binary(), nullable=False),
 )
 
-TABLES: dict[str, pa.Schema] = {"videos": VIDEOS, "segments": SEGMENTS, "frames": FRAMES}
+EMBEDDINGS = _schema(
+    *_owner(),
+    pa.field("embedder", pa.string(), nullable=False),  # Embedder.name: vectors of different embedders never mix
+    pa.field("ms", pa.int64(), nullable=False),  # the embedded frame's ID
+    pa.field("gop", pa.int32(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),  # anchor | event (a P-frame whose change since the last vector is large)
+    pa.field("vector", pa.list_(pa.float32()), nullable=False),  # L2-normalised
+)
+
+# One row per (video ingest, embedder) whose embedding rows are complete: the commit marker that
+# search indexes follow, and their staleness fingerprint.
+EMBEDDED = _schema(
+    *_owner(),
+    pa.field("embedder", pa.string(), nullable=False),
+    pa.field("dim", pa.int32(), nullable=False),
+    pa.field("vectors", pa.int32(), nullable=False),
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "videos": VIDEOS,
+    "segments": SEGMENTS,
+    "frames": FRAMES,
+    "embeddings": EMBEDDINGS,
+    "embedded": EMBEDDED,
+}
+# Tables whose rows belong to one ingest of a video (dropped with it).
+PER_INGEST = ("segments", "frames", "embeddings", "embedded")
 
 
 def version_of(schema: pa.Schema) -> int:

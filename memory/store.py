@@ -229,12 +229,52 @@ class Store:
         """Segment (GOP) rows of a ready video sorted by time."""
         return self._rows("segments", video, None, None).sort_by("start_ms")
 
+    def segment_classes(self, tenant: str, classes: list[str]) -> set[tuple[str, int]]:
+        """(video key, GOP) of the tenant's ready segments whose content class is one of ``classes``."""
+        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_eq(tenant=check_tenant(tenant), status=S.STATUS_READY))}
+        where = (col("tenant") == lit(tenant)) & col("content_class").isin(list(classes))
+        rows = self.table("segments").search().where(where).select(["video_key", "ingest_id", "gop"]).limit(None).to_list()
+        return {(r["video_key"], r["gop"]) for r in rows if ready.get(r["video_key"]) == r["ingest_id"]}
+
     def frame_times(self, video: Video) -> pa.Table:
         """Time, place in the GOP, role and token plan of every sampled frame (no code)."""
         return self.frames(
             video,
             columns=["ms", "gop", "pos", "role", "plan_role", "image_tokens", "overhead_tokens", "source_index", "sampled_index"],
         )
+
+    # ------------------------------------------------------------------ embeddings
+
+    def embedded(self, tenant: str, embedder: str) -> list[dict[str, Any]]:
+        """Commit markers of ``tenant``'s ready videos with vectors of ``embedder`` (key, ingest_id, dim, vectors)."""
+        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_eq(tenant=check_tenant(tenant), status=S.STATUS_READY))}
+        rows = self.table("embedded").search().where(_eq(tenant=tenant, embedder=embedder)).limit(None).to_list()
+        return sorted((r for r in rows if ready.get(r["video_key"]) == r["ingest_id"]), key=lambda r: r["video_key"])
+
+    def has_embeddings(self, video: Video, embedder: str) -> bool:
+        """Whether this ingest of ``video`` has complete vectors of ``embedder``."""
+        where = _eq(tenant=video.tenant, video_key=video.key, ingest_id=video.ingest_id, embedder=embedder)
+        return self.table("embedded").count_rows(where.to_sql()) > 0
+
+    def add_embeddings(self, video: Video, embedder: str, dim: int, rows: list[dict[str, Any]]) -> None:
+        """Store a video's vectors (``ms``, ``gop``, ``kind``, ``vector``), then their commit marker."""
+        owner = {"tenant": video.tenant, "video_key": video.key, "ingest_id": video.ingest_id, "embedder": embedder}
+        where = _eq(**owner)
+        for name in ("embedded", "embeddings"):  # a half-written earlier attempt
+            self.table(name).delete(where)
+        if rows:
+            self.table("embeddings").add(pa.Table.from_pylist([r | owner for r in rows], schema=S.EMBEDDINGS))
+        marker = owner | {"dim": dim, "vectors": len(rows)}
+        self.table("embedded").add(pa.Table.from_pylist([marker], schema=S.EMBEDDED))
+
+    def embeddings(self, tenant: str, embedder: str, keys: list[tuple[str, str]] | None = None) -> pa.Table:
+        """Vectors of ``embedder`` for (key, ingest_id) pairs (default: every committed video of the tenant)."""
+        pairs = [(r["video_key"], r["ingest_id"]) for r in self.embedded(tenant, embedder)] if keys is None else keys
+        if not pairs:
+            return S.EMBEDDINGS.empty_table()
+        where = _eq(tenant=tenant, embedder=embedder) & col("ingest_id").isin([i for _, i in pairs])
+        table = self.table("embeddings").search().where(where).limit(None).to_arrow()
+        return table.sort_by([("video_key", "ascending"), ("ms", "ascending")])
 
     # ------------------------------------------------------------------ writes
 
@@ -272,7 +312,7 @@ class Store:
         where = _eq(tenant=tenant, video_key=key)
         if keep is not None:
             where = where & (col("ingest_id") != lit(keep))
-        for name in ("segments", "frames"):
+        for name in S.PER_INGEST:
             self.table(name).delete(where)
 
     def optimize(self) -> None:
@@ -345,6 +385,6 @@ class Ingest:
     def abort(self) -> None:
         """Delete this ingest's rows and its claim (none of it was ever visible)."""
         where = _eq(tenant=self.tenant, video_key=self.key, ingest_id=self.ingest_id)
-        for name in ("segments", "frames"):
+        for name in S.PER_INGEST:
             self.store.table(name).delete(where)
         self.store.table("videos").delete(where & (col("status") == lit(S.STATUS_INGESTING)))

@@ -256,7 +256,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-from videomemory import cli_memory  # noqa: E402,F401 - registers index, list, inspect, cite, plot
+from videomemory import cli_memory  # noqa: E402,F401 - registers index, list, inspect, cite, plot, demo
+from videomemory import cli_retrieval  # noqa: E402,F401 - registers search, clip, reindex
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -83,9 +83,10 @@ def index(
     replace: bool = typer.Option(False, "--replace", help="Re-code videos already in the store (atomic swap)."),
     lenient: bool = typer.Option(False, "--lenient", help="Keep the frames before damage in truncated files."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="Search vectors: a local CLIP/SigLIP model directory; default the offline descriptor."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video, then a summary."),
 ) -> None:
-    """Index videos into the store: resumable (done videos are skipped), one bad file never stops the job."""
+    """Index videos into the store and embed them for search: resumable, one bad file never stops the job."""
     from videomemory.memory.ingest import expand_sources, ingest_archive
 
     st = _store(store)
@@ -120,6 +121,9 @@ def index(
             st, sources, tenant=tenant, config=config, device=device, workers=workers,
             replace=replace, strict=not lenient, on_progress=on_progress,
         )
+    from videomemory.cli_retrieval import _embedder, ensure_vectors
+
+    ensure_vectors(st, tenant, _embedder(embedder, device), quiet=True)
     done = [r for r in results if r.status in ("indexed", "replaced")]
     failed = [r for r in results if r.status == "failed"]
     media = sum(r.duration_s for r in done)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a few short generated videos with known content, and a fresh store per test."""
+"""Shared fixtures: short generated videos with known content, and a fresh store per test."""
 
 from __future__ import annotations
 

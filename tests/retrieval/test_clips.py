@@ -1,0 +1,118 @@
+"""Clips: re-synthesised anchors, exact token counts, budgets, coverage, and packages whose tags resolve."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from videomemory.codec.config import CodecConfig
+from videomemory.codec.decode import sample_frames
+from videomemory.codec.encoder import psnr
+from videomemory.codec.residual import AnchorCode, GopCode, PCode
+from videomemory.errors import BudgetTooSmall, InvalidArgument, NotFound
+from videomemory.memory.ingest import ingest_video
+from videomemory.memory.resolve import resolve_citations
+from videomemory.memory.store import Store
+from videomemory.retrieval.clips import get_clip
+
+
+@pytest.fixture(scope="module")
+def indexed(videos, tmp_path_factory):
+    """The objects video (moving sprites: P-frames with changed cells) in a store, with its sampled frames."""
+    root = tmp_path_factory.mktemp("clips")
+    source = root / "objects.mp4"
+    shutil.copy(videos["objects"], source)
+    store = Store(root / "store")
+    key = ingest_video(store, source).key
+    sampled = {f.pts_ms: f.image for f in sample_frames(source, 2.0, CodecConfig().grid)}
+    return store, key, sampled
+
+
+def _mid_gop_start(store, key) -> int:
+    video = store.get_video("default", key)
+    frames = store.frame_times(video).to_pylist()
+    return next(f["ms"] for f in frames if f["role"] == "P" and f["pos"] >= 3)
+
+
+def test_a_clip_starting_mid_gop_gets_a_resynthesised_anchor_at_38_db(indexed):
+    store, key, sampled = indexed
+    start = _mid_gop_start(store, key)
+    clip = get_clip(store, "default", key, start + 120, start + 3000, 4000)  # starts between two samples
+    first = clip.parts[0]
+    assert first.role == "anchor" and first.resynthesised and first.frame.ms == start
+    assert psnr(first.image, sampled[start]) >= 38.0
+    # The clip's own code decodes without the store: the lossless anchor and the kept P-codes.
+    gop = clip.gops[0]
+    assert gop.anchor.format == "png" and np.array_equal(gop.anchor.decode(), first.image)
+    rebuilt = GopCode(AnchorCode(gop.anchor.format, gop.anchor.data), tuple(PCode.from_bytes(p.to_bytes()) for p in gop.p_codes)).frames()
+    later = [p for p in clip.parts[1:] if p.frame.ms < clip.parts[0].frame.ms + 500 * len(gop)]
+    for part in later:
+        img = rebuilt[(part.frame.ms - start) // 500]
+        for crop in part.crops:
+            x0, y0, x1, y1 = crop.box
+            assert np.array_equal(img[y0:y1, x0:x1], crop.image)
+
+
+def test_token_count_is_the_sum_over_parts_and_fits_the_budget(indexed):
+    store, key, _ = indexed
+    full = get_clip(store, "default", key, 0, 6000, 100_000)
+    assert full.coverage == 1.0 and not full.dropped
+    assert full.tokens == sum(p.image_tokens + p.text_tokens for p in full.parts)
+    for part in full.parts[1:]:
+        if part.role == "P":
+            assert part.image_tokens == sum(c.cells for c in part.crops) > 0
+            assert part.text_tokens == 4 + 2 * len(part.crops)  # the token model's overheads
+    for budget in (256, 300, 400, full.tokens - 1):
+        clip = get_clip(store, "default", key, 0, 6000, budget)
+        assert clip.tokens <= budget and clip.parts[0].role == "anchor"
+        assert clip.tokens == sum(p.tokens for p in clip.parts)
+        assert clip.coverage < 1.0 and clip.dropped or any(p.trimmed for p in clip.parts)
+    flat = get_clip(store, "default", key, 0, 6000, 100_000, plan="flat")
+    assert all(p.role == "anchor" for p in flat.parts) and flat.tokens == 256 * len(flat.parts)
+
+
+def test_a_budget_below_one_anchor_names_the_minimum(indexed):
+    store, key, _ = indexed
+    with pytest.raises(BudgetTooSmall, match="minimum is 256"):
+        get_clip(store, "default", key, 0, 3000, 255)
+    with pytest.raises(InvalidArgument, match="token_budget must be > 0"):
+        get_clip(store, "default", key, 0, 3000, 0)
+    assert issubclass(BudgetTooSmall, InvalidArgument)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [(3000, 1000, "start < end"), (-5, 100, "start < end"), (0, 11 * 60_000, "at most 10 minutes"), (9_000_000, 9_000_100, "past the end")],
+)
+def test_bad_ranges_are_invalid_arguments(indexed, start, end, message):
+    store, key, _ = indexed
+    with pytest.raises(InvalidArgument, match=message):
+        get_clip(store, "default", key, start, end, 4000)
+
+
+def test_another_tenants_video_is_not_found(indexed):
+    store, key, _ = indexed
+    with pytest.raises(NotFound):
+        get_clip(store, "someone-else", key, 0, 3000, 4000)
+
+
+def test_every_cite_tag_in_a_package_resolves_to_its_frame(indexed, tmp_path):
+    store, key, sampled = indexed
+    clip = get_clip(store, "default", key, _mid_gop_start(store, key), 6000, 600)
+    clip.save(tmp_path / "pkg")
+    meta = json.loads((tmp_path / "pkg" / "clip.json").read_text())
+    assert meta["tokens"] == clip.tokens and len(meta["parts"]) == len(clip.parts)
+    for rec in meta["parts"]:
+        assert (tmp_path / "pkg" / rec.get("image", rec["crops"][0]["image"] if rec["crops"] else "clip.json")).is_file()
+    messages = clip.to_messages("What moves?")
+    texts = " ".join(c["text"] for c in messages[0]["content"] if c["type"] == "text")
+    images = [c for c in messages[0]["content"] if c["type"] == "image_url"]
+    assert len(images) == sum(1 if p.image is not None else len(p.crops) for p in clip.parts)
+    cites = resolve_citations(store, "default", texts, image=True)
+    assert [c.tag for c in cites] == [p.tag for p in clip.parts]
+    for cite, part in zip(cites, clip.parts):
+        assert cite.resolved is not None and cite.resolved.exact and cite.resolved.frame == part.frame
+        assert psnr(cite.resolved.image, sampled[part.frame.ms]) >= 38.0
