@@ -292,19 +292,23 @@ def plot(
 @app.command()
 @friendly_errors
 def demo(
-    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated video, a cited frame and the timeline."),
+    out_dir: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the generated video, the clip package, a cited frame, a timeline."),
     video: Optional[Path] = typer.Option(None, help="Use this video instead of a generated one."),
     store: Optional[str] = StoreOpt,
     tenant: str = TenantOpt,
 ) -> None:
-    """The main job, offline: generate a video with known cuts (or take yours), index it, then cite a frame."""
+    """The whole job, offline: index a video, search it with an image, cut a clip package, resolve a citation."""
     from PIL import Image
 
     from videomemory.codec.config import CodecConfig
-    from videomemory.memory.ids import FrameId
+    from videomemory.codec.decode import frame_at
     from videomemory.memory.ingest import ingest_video
-    from videomemory.memory.resolve import resolve_frame
+    from videomemory.memory.resolve import resolve_citations
     from videomemory.plots import plot_timeline
+    from videomemory.retrieval.clips import get_clip
+    from videomemory.retrieval.embed import load_embedder
+    from videomemory.retrieval.search import SearchFilter, search
+    from videomemory.retrieval.vectors import embed_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if video is None:
@@ -314,36 +318,52 @@ def demo(
         shots = s.preset("mixed", (640, 360), 24.0, 0)  # static, pan, objects, brisk pan
         truth = s.write_video(video, shots, (640, 360), 30.0)
         (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
-        out.print(
-            f"1. Generated {video}: 24 s, 640x360, hard cuts at "
-            f"{', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json)."
-        )
+        out.print(f"Generated {video}: 24 s, 640x360, hard cuts at {', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json).")
     st = _store(store)
     result = ingest_video(st, video, tenant=tenant, config=CodecConfig())
-    what = "was already indexed (re-ingest is a no-op)" if result.status == "skipped" else (
-        f"indexed in {result.seconds:.1f} s ({result.x_realtime:.1f}x realtime)")
-    out.print(f"2. {video.name} {what} into {st.uri}, tenant {tenant!r}, key {result.key}:")
     v = st.get_video(tenant, result.key)
+    embedder = load_embedder(None)
+    if not st.has_embeddings(v, embedder.name):
+        embed_video(st, v, embedder)
+    what = "already indexed (re-ingest is a no-op)" if result.status == "skipped" else (
+        f"indexed in {result.seconds:.1f} s ({result.x_realtime:.1f}x realtime)")
+    out.print(f"[bold]1. Index[/]  {video.name}: {what} into {st.uri}, tenant {tenant!r}, key {v.key}.")
     _print_video(v, st.segments(v).to_pylist())
 
-    frames = st.frame_times(v).to_pylist()
-    p_frames = [f for f in frames if f["role"] == "P"] or frames
-    pick = max(p_frames, key=lambda f: (f["pos"], -f["ms"]))  # the deepest P-frame: the most P-codes to apply
-    tag = FrameId(v.key, pick["ms"]).tag
-    r = resolve_frame(st, tenant, tag)
-    png = out_dir / f"cited_{v.key}_{r.frame.ms}.png"
+    t_query = round(0.6 * v.duration_ms / 1000, 1)
+    query = frame_at(video, t_query)
+    Image.fromarray(query).save(out_dir / "query.png")
+    page = search(st, tenant, embedder, image=query, filters=SearchFilter(videos=(v.key,)), page_size=3)
+    out.print(f"[bold]2. Search[/]  with the source frame at {t_query} s as an image query ({embedder.name}, offline; "
+              "text queries need --embedder with a CLIP/SigLIP model):")
+    for i, hit in enumerate(page.hits, 1):
+        out.print(f"   {i}. {escape(hit.tag)} score {hit.score:.3f}, segment {hit.start_ms / 1000:.1f}-{hit.end_ms / 1000:.1f} s "
+                  f"({hit.content_class})", highlight=False)
+    top = page.hits[0]
+    start = max(top.start_ms, top.frame.ms - 1500 + 250)  # a start between samples, inside the segment
+    c = get_clip(st, tenant, v.key, start, start + 4000, 600)
+    pkg = out_dir / "clip"
+    c.save(pkg)
+    (pkg / "messages.json").write_text(json.dumps(c.to_messages("What changes in this clip? Cite frames by their tags.")))
+    out.print(f"[bold]3. Clip[/]  {start / 1000:.2f}-{(start + 4000) / 1000:.2f} s in 600 tokens -> {pkg}/clip.json "
+              f"(+ PNGs, code/, messages.json):")
+    for p in c.parts:
+        out.print(f"   {p.tokens:>4} tok  {escape(p.text())}", highlight=False)
+    out.print(f"   {c.tokens} tokens; {len(c.dropped)} frames dropped for the budget; covers {c.coverage:.0%} of the range")
+
+    deep = max(c.parts, key=lambda p: p.frame.ms)
+    answer = f"The scene changes at {deep.tag}."
+    cite = resolve_citations(st, tenant, answer, image=True)[0]
+    r = cite.resolved
+    assert r is not None and r.image is not None
+    png = out_dir / f"cited_{r.frame.key}_{r.frame.ms}.png"
     Image.fromarray(r.image).save(png)
     out.print(
-        f"3. A model citing {escape(tag)} gets back: {r.frame.name}, {r.role}-frame {r.time_s:.3f} s into "
-        f"{escape(r.source_uri)} (source frame {r.source_index}), rebuilt from anchor {r.anchor.ms} ms + "
-        f"{pick['pos']} P-codes at {r.psnr:.1f} dB -> {png}",
+        f"[bold]4. Cite[/]  a model answering \"{escape(answer)}\" -> {r.frame.name}: {r.role}-frame {r.time_s:.3f} s into "
+        f"{escape(r.source_uri)} (source frame {r.source_index}), GOP {r.segment} from anchor {r.anchor.ms} ms, "
+        f"rebuilt at {r.psnr:.1f} dB -> {png}",
         highlight=False,
     )
     timeline = plot_timeline(v, st.frames(v, columns=["ms", "role", "pcost_per_block", "image_tokens", "overhead_tokens", "plan_role"]),
                              st.segments(v), out_dir / "timeline.png")
-    out.print(f"4. Timeline (pcost, anchors, tokens per frame, content class): {timeline}")
-    out.print(
-        f"Next: `videomemory cite \"...{escape(tag)}...\"`, `videomemory inspect {v.key[:8]}`, `videomemory index FOLDER` "
-        "(resumable). Search and clips need the retrieval layer (issue 6); nothing here needs model weights.",
-        highlight=False,
-    )
+    out.print(f"Timeline plot (pcost, anchors, tokens per frame, content class): {timeline}. Nothing here needed model weights.")
