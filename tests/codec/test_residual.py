@@ -138,3 +138,16 @@ def test_cuda_gives_the_same_bytes_as_cpu():
     vec[..., 1] = -2
     code, _ = code_pframe(as_tensor(sources[1], "cuda"), rec, vec.cuda(), ResidualConfig())
     assert code.to_bytes() == gop.p_codes[0].to_bytes()
+
+
+@pytest.mark.parametrize("n_vectors", [1, 2, 3, 4, 40])
+def test_shifted_copy_compensation_equals_the_per_block_gather(n_vectors, monkeypatch):
+    from videomemory.codec import residual
+
+    gen = torch.Generator().manual_seed(n_vectors)
+    ref = torch.randint(0, 256, (3, 128, 96), dtype=torch.uint8, generator=gen)
+    choices = torch.randint(-20, 21, (n_vectors, 2), dtype=torch.int16, generator=gen)
+    vectors = choices[torch.randint(0, n_vectors, (8, 6), generator=gen)]
+    fast = compensate(ref, vectors)
+    monkeypatch.setattr(residual, "FEW_VECTORS", 0)  # force the gather path
+    assert torch.equal(fast, compensate(ref, vectors))
