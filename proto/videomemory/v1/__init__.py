@@ -1,0 +1,1 @@
+"""Generated stubs of the videomemory.v1 gRPC API (made by proto/generate.py; do not edit)."""
