@@ -4,8 +4,17 @@
 a vector is its row in ``VectorIndex.meta`` (video key, ingest, frame ms, GOP, kind), the one
 place that maps FAISS IDs to frame IDs. The index type is a factory string chosen by size
 (``factory_for``): exact inner product under ``FLAT_MAX`` vectors, an inverted file above (coarse
-quantiser + flat vectors, probed with ``nprobe``), with scalar quantisation for the largest.
-Filters are FAISS ID selectors, so a filtered search still returns ``k`` results.
+quantiser + flat vectors, probed with ``nprobe``), with scalar quantisation for the largest. The
+inverted file has the power of two nearest 2·sqrt(n) lists (512 at 100k vectors, 2048 at 1M), its
+k-means trained on 64 sampled vectors per list, and probes 1/32 of them (``default_nprobe``): on
+clustered 512-d vectors (``bench/search.py``, 2 cores) that is recall@10 0.98 at 1M with a p99 of
+about 6 ms, built in about 80 s (45 s k-means, 35 s assigning the vectors). The usual
+4-16·sqrt(n) lists with 256 training vectors each cost many minutes of k-means on few cores for
+little gain at these sizes; HNSW builds slower still. Filters are FAISS ID selectors, so a
+filtered search still returns ``k`` results. A filter that keeps a fraction f of the rows leaves
+only f of every probed list, so a filtered search probes nprobe/f lists (at most all of them),
+scanning about as many allowed vectors as an unfiltered search: recall@10 >= 0.97 for 10% of the
+videos at 100k and 1M, also when they are concentrated in a few lists (nprobe/sqrt(f): 0.84-0.94).
 
 ``TenantIndex.open`` keeps an index in step with the store: it compares the store's
 ``embedded`` markers (which video ingests have complete vectors) with the fingerprint saved next
@@ -42,7 +51,7 @@ def factory_for(n: int) -> str:
     """FAISS factory string for ``n`` vectors (see the module docstring)."""
     if n < FLAT_MAX:
         return "Flat"
-    lists = int(2 ** round(np.log2(max(4 * np.sqrt(n), 256))))
+    lists = int(2 ** round(np.log2(max(2 * np.sqrt(n), 256))))
     return f"IVF{lists},{'SQ8' if n >= SQ_MIN else 'Flat'}"
 
 
@@ -83,7 +92,8 @@ class VectorIndex:
             if len(x) < need:
                 raise InvalidArgument(f"index {self.factory} needs >= {need} training vectors, got {len(x)}")
             rng = np.random.default_rng(0)
-            sample = x if len(x) <= 256 * need else x[rng.choice(len(x), 256 * need, replace=False)]
+            size = 64 * ivf.nlist if ivf is not None else 256  # k-means points: see the module docstring
+            sample = x if len(x) <= size else x[rng.choice(len(x), size, replace=False)]
             self.index.train(sample)
             self.nprobe = default_nprobe(self.index)
 
@@ -107,9 +117,12 @@ class VectorIndex:
         if self.ntotal == 0:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         probe = nprobe or self.nprobe
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if allowed is not None and not nprobe and probe and ivf is not None:
+            probe = int(min(ivf.nlist, -(-probe * self.ntotal // max(1, len(allowed)))))  # nprobe / f, see the module docstring
         params: Any = None
         sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
-        if probe and faiss.try_extract_index_ivf(self.index) is not None:
+        if probe and ivf is not None:
             params = faiss.SearchParametersIVF(sel=sel, nprobe=probe)
         elif sel is not None:
             params = faiss.SearchParameters(sel=sel)

@@ -156,3 +156,37 @@ def reindex(
     total = 0 if idx.vectors is None else idx.vectors.ntotal
     factory = "" if idx.vectors is None else f", {idx.vectors.factory}"
     out.print(f"{n} videos embedded; index {idx.status}: {total} vectors ({emb.name}{factory}) in {idx.folder}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    store: Optional[str] = StoreOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(50051, "--port", help="Port (0: pick a free one; the chosen port is printed)."),
+    workers: int = typer.Option(8, "--workers", help="RPCs served at once."),
+    ingest_root: list[str] = typer.Option([], "--ingest-root", help="Folder clients may ingest from by path (repeatable)."),
+    api_keys: Optional[str] = typer.Option(None, "--api-keys", help="JSON file {\"KEY\": \"tenant\"}; also $VIDEOMEMORY_API_KEYS=KEY=tenant,..."),
+    insecure_single_tenant: bool = typer.Option(False, "--insecure-single-tenant", help="No keys: every call is tenant 'default' (local use only)."),
+    embedder: Optional[str] = EmbedderOpt,
+    tls_cert: Optional[str] = typer.Option(None, "--tls-cert", help="PEM certificate chain (with --tls-key: serve TLS)."),
+    tls_key: Optional[str] = typer.Option(None, "--tls-key", help="PEM private key."),
+) -> None:
+    """Serve the gRPC API (videomemory.v1, health, reflection) over the store."""
+    from videomemory.retrieval.server import ServerConfig, build_server, load_api_keys
+
+    config = ServerConfig(
+        store=store, host=host, port=port, workers=workers, ingest_roots=list(ingest_root),
+        api_keys=load_api_keys(api_keys), single_tenant="default" if insecure_single_tenant else None,
+        embedder=embedder, tls_cert=tls_cert, tls_key=tls_key,
+    )
+    server, bound, service = build_server(config)
+    server.start()
+    typer.echo(f"videomemory serving {service.store.uri} on {host}:{bound}", err=False)
+    import sys
+
+    sys.stdout.flush()
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:  # pragma: no cover - interactive stop
+        server.stop(grace=2.0)

@@ -1,0 +1,172 @@
+"""The gRPC API end to end: a server in its own process, the typed client, raw stubs, reflection, errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from videomemory.bench import synth
+from videomemory.codec.decode import frame_at
+from videomemory.memory.store import Store
+from videomemory.retrieval.client import VideoMemoryClient
+from videomemory.retrieval.status import details_of
+from videomemory.v1 import video_memory_pb2 as pb
+from videomemory.v1 import video_memory_pb2_grpc as rpc
+
+KEYS = "key-alpha=alpha,key-beta=beta"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, videos):
+    """A server process on a free loopback port; yields (target, store uri, ingest root)."""
+    root = tmp_path_factory.mktemp("server")
+    inbox = root / "inbox"
+    inbox.mkdir()
+    for name in ("cuts", "objects"):
+        shutil.copy(videos[name], inbox / f"{name}.mp4")
+    uri = str(root / "store")
+    env = dict(os.environ, VIDEOMEMORY_API_KEYS=KEYS)
+    cmd = [sys.executable, "-m", "videomemory", "serve", "--store", uri, "--port", "0", "--ingest-root", str(inbox), "--workers", "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if "serving" not in line:
+        proc.kill()
+        pytest.fail(f"server did not start: {line}{proc.stderr.read()}")
+    target = "127.0.0.1:" + line.rsplit(":", 1)[1].strip()
+    yield target, uri, inbox
+    proc.terminate()
+    proc.wait(10)
+
+
+def _counts(uri: str) -> dict[str, int]:
+    store = Store(uri)
+    return {name: store.count_rows(name) for name in ("videos", "segments", "frames", "embeddings")}
+
+
+def test_end_to_end_through_the_client_and_raw_stubs(server, tmp_path):
+    target, uri, inbox = server
+    with VideoMemoryClient(target, "key-alpha") as client:
+        progress = []
+        cuts = client.ingest_video(inbox / "cuts.mp4", on_progress=progress.append)
+        assert cuts.name.startswith("tenants/alpha/videos/") and cuts.frames == 12
+        assert progress[-1].state == pb.IngestVideoProgress.DONE and not progress[-1].already_indexed
+        objects = client.ingest_video(inbox / "objects.mp4", upload=True)  # the bytes, not a path
+        again = []
+        client.ingest_video(inbox / "cuts.mp4", on_progress=again.append)
+        assert again[-1].already_indexed  # idempotent on the content key
+
+        # Search with an image of a source frame: its segment comes first.
+        from PIL import Image
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(frame_at(inbox / "objects.mp4", 4.2)).save(buf, "PNG")
+        hits = client.search(image=buf.getvalue(), page_size=3).hits
+        assert hits[0].video == objects.name and hits[0].segment_start_ms <= 4200 < hits[0].segment_end_ms
+
+        # A clip that starts mid-GOP: its first frame is a re-synthesised anchor; every frame ID resolves.
+        clip = client.get_clip(objects.name, 1250, 5000, 2000, include_code=True)
+        assert clip.parts[0].role == "anchor" and clip.parts[0].resynthesised and clip.parts[0].png
+        assert clip.tokens == sum(p.tokens for p in clip.parts) <= 2000 and clip.code[0].anchor_format == "png"
+        for part in clip.parts:
+            r = client.resolve_frame(part.frame)
+            assert r.exact and r.frame == part.frame
+        cited = client.resolve_citations(" ".join(p.tag for p in clip.parts), include_images=True)
+        assert [c.resolved.frame for c in cited.citations] == [p.frame for p in clip.parts]
+        assert all(c.resolved.png for c in cited.citations)
+
+        # Pagination, then delete.
+        first = client.list_videos(page_size=1)
+        assert len(first.videos) == 1 and first.next_page_token
+        second = client.list_videos(page_size=1, page_token=first.next_page_token)
+        assert {first.videos[0].name, second.videos[0].name} == {cuts.name, objects.name} and not second.next_page_token
+        assert [v.name for v in client.iter_videos(page_size=1)] == sorted([cuts.name, objects.name])
+
+    # The same calls through the raw generated stub.
+    channel = grpc.insecure_channel(target)
+    stub = rpc.VideoMemoryStub(channel)
+    meta = (("x-api-key", "key-alpha"),)
+    assert stub.GetVideo(pb.GetVideoRequest(name=cuts.name), metadata=meta).frames == 12
+    tag = stub.ResolveFrame(pb.ResolveFrameRequest(frame=cuts.name + "/frames/2600"), metadata=meta)
+    assert tag.frame == cuts.name + "/frames/2500" and not tag.exact
+    stub.DeleteVideo(pb.DeleteVideoRequest(name=cuts.name), metadata=meta)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetVideo(pb.GetVideoRequest(name=cuts.name), metadata=meta)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert [v.name for v in stub.ListVideos(pb.ListVideosRequest(), metadata=meta).videos] == [objects.name]
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="videomemory.v1.VideoMemory"))
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    channel.close()
+
+
+def test_reflection_lists_the_service_without_the_proto_files(server):
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    target, _, _ = server
+    with grpc.insecure_channel(target) as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        assert "videomemory.v1.VideoMemory" in db.get_services()
+        service = DescriptorPool(db).FindServiceByName("videomemory.v1.VideoMemory")
+        assert {m.name for m in service.methods} >= {"IngestVideo", "Search", "GetClip", "ResolveFrame", "ListVideos", "DeleteVideo"}
+
+
+def test_errors_get_their_documented_status_and_leave_the_store_unchanged(server):
+    target, uri, inbox = server
+    with VideoMemoryClient(target, "key-alpha") as alpha:
+        video = alpha.ingest_video(inbox / "objects.mp4")
+    before = _counts(uri)
+    key = video.name.rsplit("/", 1)[1]
+
+    def status(call, api_key="key-alpha", timeout=None):
+        with VideoMemoryClient(target, api_key) as c:
+            with pytest.raises(grpc.RpcError) as err:
+                call(c) if timeout is None else call(c, timeout)
+        return err.value
+
+    e = status(lambda c: c.resolve_frame(f"tenants/alpha/videos/{'0' * 16}/frames/0"))
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = status(lambda c: c.get_video("tenants/alpha/videos/not-a-key"))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert any(isinstance(d, error_details_pb2.BadRequest) and d.field_violations[0].field == "name" for d in details_of(e))
+    e = status(lambda c: c.get_video(video.name), api_key="key-beta")  # another tenant's video
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = status(lambda c: c.get_video(f"tenants/beta/videos/{key}"), api_key="key-alpha")
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = status(lambda c: c.resolve_frame(f"[v{key[:8]}@1.000]"), api_key="key-beta")
+    assert e.code() == grpc.StatusCode.NOT_FOUND
+    e = status(lambda c: c.list_videos(), api_key=None)
+    assert e.code() == grpc.StatusCode.UNAUTHENTICATED and "x-api-key" in e.details()
+    e = status(lambda c: c.list_videos(), api_key="wrong")
+    assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    e = status(lambda c: c.search(image=b"\0" * (17 * 1024 * 1024)))  # over the 16 MiB request limit
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    e = status(lambda c: c.resolve_citations("x" * 100_001))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "100,000" in e.details()
+    e = status(lambda c: c.get_clip(video.name, 0, 3000, 0))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "token_budget" in e.details()
+    e = status(lambda c: c.get_clip(video.name, 0, 3000, 100))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "minimum is 256" in e.details()
+    e = status(lambda c: c.get_clip(video.name, 3000, 1000, 4000))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "start < end" in e.details()
+    e = status(lambda c, t: c.get_clip(video.name, 0, 6000, 4000, timeout=t), timeout=0.001)
+    assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    e = status(lambda c: c.ingest_video(inbox / ".." / "outside.mp4"))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    link = inbox / "link.mp4"
+    link.unlink(missing_ok=True)
+    link.symlink_to(inbox.parent / "store")  # inside the root by name, outside by target
+    e = status(lambda c: c.ingest_video(link))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED and "ingest roots" in e.details()
+    e = status(lambda c: c.search(text="a dog"))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "--embedder" in e.details()
+    time.sleep(0.2)
+    assert _counts(uri) == before
