@@ -114,12 +114,15 @@ def compensate(ref: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
     v = vectors.to(device=ref.device, dtype=torch.int64)
     pad = int(v.abs().max()) if v.numel() else 0
     refp = pad_edges(ref, pad)  # (C, H+2p, W+2p)
-    uniq, which = torch.unique(v.reshape(-1, 2), dim=0, return_inverse=True)
+    span = 2 * pad + 1
+    codes = ((v[..., 0] + pad) * span + (v[..., 1] + pad)).reshape(-1)  # one integer per vector: a cheap 1-D unique
+    uniq, which = torch.unique(codes, return_inverse=True)
     if len(uniq) <= FEW_VECTORS:
         # Static shots and pans use one or a few vectors: whole-frame shifted copies are much
         # cheaper than a per-pixel gather, and give the same bytes.
         out = None
-        for k, (dy, dx) in enumerate(uniq.tolist()):
+        for k, code in enumerate(uniq.tolist()):
+            dy, dx = code // span - pad, code % span - pad
             shifted = refp[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
             if out is None:
                 out = shifted.clone()

@@ -8,7 +8,7 @@ quantiser + flat vectors, probed with ``nprobe``), with scalar quantisation for 
 inverted file has the power of two nearest 2·sqrt(n) lists (512 at 100k vectors, 2048 at 1M), its
 k-means trained on 64 sampled vectors per list, and probes 1/32 of them (``default_nprobe``): on
 clustered 512-d vectors (``bench/search.py``, 2 cores) that is recall@10 0.98 at 1M with a p99 of
-about 6 ms, built in about 80 s (45 s k-means, 35 s assigning the vectors). The usual
+about 6 ms, built in 80-95 s (45-60 s k-means, 35 s assigning the vectors). The usual
 4-16·sqrt(n) lists with 256 training vectors each cost many minutes of k-means on few cores for
 little gain at these sizes; HNSW builds slower still. Filters are FAISS ID selectors, so a
 filtered search still returns ``k`` results. A filter that keeps a fraction f of the rows leaves
@@ -121,7 +121,11 @@ class VectorIndex:
         if allowed is not None and not nprobe and probe and ivf is not None:
             probe = int(min(ivf.nlist, -(-probe * self.ntotal // max(1, len(allowed)))))  # nprobe / f, see the module docstring
         params: Any = None
-        sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64)) if allowed is not None else None
+        sel = None
+        if allowed is not None:  # a bitmap over row ids: built and probed faster than an id hash set
+            bits = np.zeros(self.meta.num_rows, dtype=bool)
+            bits[np.asarray(allowed, dtype=np.int64)] = True
+            sel = faiss.IDSelectorBitmap(np.packbits(bits, bitorder="little"))
         if probe and ivf is not None:
             params = faiss.SearchParametersIVF(sel=sel, nprobe=probe)
         elif sel is not None:
@@ -285,8 +289,12 @@ def _read_state(folder: Path) -> dict[str, Any] | None:
 
 
 def _add_from_store(vi: VectorIndex, store: Store, tenant: str, embedder: str, pairs: list[tuple[str, str]]) -> None:
-    """Add the stored vectors of these (key, ingest_id) pairs, in chunks of videos."""
+    """Add the stored vectors of these (key, ingest_id) pairs, read in chunks of videos and added at once.
+
+    One ``add`` lets an untrained index train on a sample of *all* the vectors, not on the first chunk.
+    """
     chunk = 512
+    vectors, metas = [], []
     for start in range(0, len(pairs), chunk):
         rows = store.embeddings(tenant, embedder, pairs[start : start + chunk])
         if rows.num_rows == 0:
@@ -295,4 +303,7 @@ def _add_from_store(vi: VectorIndex, store: Store, tenant: str, embedder: str, p
         x = np.asarray(flat.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(rows.num_rows, -1)
         if x.shape[1] != vi.dim:
             raise FailedPrecondition(f"stored vectors have dimension {x.shape[1]}, the index {vi.dim}; run `videomemory reindex`")
-        vi.add(x, rows)
+        vectors.append(x)
+        metas.append(rows.select(list(META_COLUMNS)))
+    if vectors:
+        vi.add(np.concatenate(vectors), pa.concat_tables(metas))
