@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import tempfile
 import threading
 from concurrent import futures
@@ -27,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from PIL import Image, UnidentifiedImageError
 
 from videomemory.codec.config import CodecConfig, PlanConfig
-from videomemory.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
+from videomemory.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
 from videomemory.memory import ids
 from videomemory.memory.ingest import Progress, ingest_video
 from videomemory.memory.resolve import Resolved, resolve_citations, resolve_frame
@@ -160,7 +161,7 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
     def _check_time(self, context: grpc.ServicerContext, seconds: float = 0.05) -> None:
         remaining = context.time_remaining()
         if remaining is not None and remaining < seconds:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the work could start; allow more time")
+            raise DeadlineExceeded("the deadline passed before the work could start; allow more time")
 
     # ------------------------------------------------------------------ videos
 
@@ -248,27 +249,46 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
                         path = item
                     else:
                         yield item
-            events: list[pb.IngestVideoProgress] = []
-
-            def on_progress(p: Progress) -> None:
-                if not context.is_active():
-                    raise InvalidArgument("the call was cancelled or its deadline passed; nothing was stored")
-                if p.stage == "frame" and p.frames % 8 == 1:
-                    events.append(pb.IngestVideoProgress(state=pb.IngestVideoProgress.CODING, frames=p.frames,
-                                                         media_seconds=p.media_s, duration_seconds=p.duration_s or 0.0))
-
-            with self._ingest_lock:
-                self._check_time(context, 0.5)
-                result = ingest_video(self.store, path, tenant=tenant, config=config, replace=first.replace, on_progress=on_progress)
-                video = self.store.get_video(tenant, result.key)  # type: ignore[arg-type]
-                if not self.store.has_embeddings(video, self.embedder.name):
-                    embed_video(self.store, video, self.embedder)
-            yield from events
-            yield pb.IngestVideoProgress(state=pb.IngestVideoProgress.DONE, frames=result.frames, media_seconds=result.duration_s,
-                                         duration_seconds=result.duration_s, already_indexed=result.status == "skipped",
-                                         video=_video_pb(video))
+            yield from self._code(tenant, path, config, first.replace, context)
         except VideoMemoryError as exc:
             _abort(context, exc, "uri" if exc.status != "NOT_FOUND" else "", None)
+
+    def _code(self, tenant: str, path: str, config: CodecConfig, replace: bool, context: grpc.ServicerContext) -> Iterator[pb.IngestVideoProgress]:
+        """Ingest and embed in a worker thread, streaming its progress; a cancelled call aborts it (nothing stored)."""
+        events: queue.Queue[tuple[str, object]] = queue.Queue()
+
+        def on_progress(p: Progress) -> None:
+            if not context.is_active():
+                raise InvalidArgument("the call was cancelled or its deadline passed; nothing was stored")
+            if p.stage == "frame" and p.frames % 8 == 1:
+                events.put(("progress", pb.IngestVideoProgress(
+                    state=pb.IngestVideoProgress.CODING, frames=p.frames, media_seconds=p.media_s, duration_seconds=p.duration_s or 0.0)))
+
+        def work() -> None:
+            try:
+                with self._ingest_lock:
+                    self._check_time(context, 0.5)
+                    result = ingest_video(self.store, path, tenant=tenant, config=config, replace=replace, on_progress=on_progress)
+                    video = self.store.get_video(tenant, result.key)  # type: ignore[arg-type]
+                    if not self.store.has_embeddings(video, self.embedder.name):
+                        embed_video(self.store, video, self.embedder)
+                events.put(("done", (result, video)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the RPC thread
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="videomemory-ingest", daemon=True).start()
+        while True:
+            kind, value = events.get()
+            if kind == "progress":
+                yield value  # type: ignore[misc]
+            elif kind == "error":
+                raise value  # type: ignore[misc]
+            else:
+                result, video = value  # type: ignore[misc]
+                yield pb.IngestVideoProgress(state=pb.IngestVideoProgress.DONE, frames=result.frames, media_seconds=result.duration_s,
+                                             duration_seconds=result.duration_s, already_indexed=result.status == "skipped",
+                                             video=_video_pb(video))
+                return
 
     # ------------------------------------------------------------------ search, clips, frames
 

@@ -60,3 +60,9 @@ class DataLoss(VideoMemoryError):
     """Stored data is missing or damaged (a bug or a storage fault); re-ingesting the video repairs it."""
 
     status = "DATA_LOSS"
+
+
+class DeadlineExceeded(VideoMemoryError):
+    """The caller's deadline passed before the work could be done; nothing was changed."""
+
+    status = "DEADLINE_EXCEEDED"

@@ -170,3 +170,23 @@ def test_errors_get_their_documented_status_and_leave_the_store_unchanged(server
     assert e.code() == grpc.StatusCode.FAILED_PRECONDITION and "--embedder" in e.details()
     time.sleep(0.2)
     assert _counts(uri) == before
+
+
+def test_ingest_streams_progress_and_a_cancelled_ingest_stores_nothing(server, videos):
+    target, uri, inbox = server
+    longer = inbox / "longer.mp4"
+    if not longer.exists():
+        synth.write_preset("pan", longer, size=(320, 240), duration_s=20.0, seed=7)
+    before = _counts(uri)
+    channel = grpc.insecure_channel(target)
+    stub = rpc.VideoMemoryStub(channel)
+    call = stub.IngestVideo(iter([pb.IngestVideoRequest(uri=str(longer))]), metadata=(("x-api-key", "key-alpha"),))
+    first = next(call)
+    assert first.state == pb.IngestVideoProgress.CODING and first.frames >= 1  # progress arrives while coding
+    call.cancel()
+    time.sleep(3.0)  # let the server notice and roll back
+    assert _counts(uri) == before
+    with VideoMemoryClient(target, "key-alpha") as client:
+        names = [v.name for v in client.iter_videos()]
+    assert all(Store(uri).status("alpha", n.rsplit("/", 1)[1]) == "ready" for n in names)
+    channel.close()
