@@ -16,7 +16,7 @@ only f of every probed list, so a filtered search probes nprobe/f lists (at most
 scanning about as many allowed vectors as an unfiltered search: recall@10 >= 0.97 for 10% of the
 videos at 100k and 1M, also when they are concentrated in a few lists (nprobe/sqrt(f): 0.84-0.94).
 
-``TenantIndex.open`` keeps an index in step with the store: it compares the store's
+``TenantIndex.open`` keeps an index in step with the store (and in memory between calls): it compares the store's
 ``embedded`` markers (which video ingests have complete vectors) with the fingerprint saved next
 to the index, loads it when equal, adds the new videos when the store only gained some, and
 rebuilds it from the store otherwise (a deleted or replaced video, another factory, a damaged
@@ -31,7 +31,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -226,8 +226,9 @@ class TenantIndex:
     tenant: str
     embedder: str
     vectors: VectorIndex | None
-    status: str  # fresh | updated (+N videos) | rebuilt (why) | empty
+    status: str  # fresh | fresh (in memory) | updated (+N videos) | rebuilt (why) | empty
     folder: Path
+    fingerprint: list[list[Any]] = field(default_factory=list)
 
     @classmethod
     def open(cls, store: Store, tenant: str, embedder: str, *, factory: str | None = None, rebuild: bool = False) -> "TenantIndex":
@@ -241,6 +242,24 @@ class TenantIndex:
             raise DataLoss(f"embedder {embedder!r} stored vectors of dimensions {sorted(dims)}; re-embed with `videomemory reindex`")
         dim = dims.pop()
         current = _fingerprint(markers)
+        key = (store.uri, tenant, embedder)
+        cached = _LOADED.get(key)
+        if cached is not None and not rebuild and cached.fingerprint == current and (not factory or cached.vectors.factory == factory):
+            cached.status = "fresh (in memory)"
+            return cached
+        idx = cls._open(store, tenant, embedder, folder, dim, current, markers, factory, rebuild)
+        idx.fingerprint = current
+        _LOADED[key] = idx
+        return idx
+
+    @staticmethod
+    def forget() -> None:
+        """Drop the indexes held in memory (the next ``open`` reads the saved files)."""
+        _LOADED.clear()
+
+    @classmethod
+    def _open(cls, store: Store, tenant: str, embedder: str, folder: Path, dim: int, current: list[list[Any]],
+              markers: list[dict[str, Any]], factory: str | None, rebuild: bool) -> "TenantIndex":
         n = sum(int(m["vectors"]) for m in markers)
         want = factory or factory_for(n)
         state = _read_state(folder)
@@ -279,6 +298,11 @@ class TenantIndex:
         self.vectors.save(self.folder)
         state = {"fingerprint": fingerprint, "dim": self.vectors.dim, "factory": self.vectors.factory, "ntotal": self.vectors.ntotal}
         _atomic_write(self.folder / "state.json", json.dumps(state).encode())
+
+
+# Indexes loaded in this process, by (store URI, tenant, embedder): a server loads each once and
+# only re-reads the store's small marker table per query to know it is still current.
+_LOADED: dict[tuple[str, str, str], TenantIndex] = {}
 
 
 def _read_state(folder: Path) -> dict[str, Any] | None:

@@ -111,9 +111,12 @@ def test_bad_queries_get_specific_errors(corpus):
 def test_the_index_follows_the_store_and_is_never_silently_stale(corpus, tmp_path):
     store, embedder, keys, paths = corpus
     idx = TenantIndex.open(store, "acme", embedder.name)
-    assert idx.status == "fresh" and idx.vectors is not None
+    assert idx.status == "fresh (in memory)" and idx.vectors is not None  # loaded once per process
     n = idx.vectors.ntotal
+    TenantIndex.forget()
+    assert TenantIndex.open(store, "acme", embedder.name).status == "fresh"  # the saved files
     (idx.folder / "index.faiss").write_bytes(b"garbage")
+    TenantIndex.forget()
     assert TenantIndex.open(store, "acme", embedder.name).status == "rebuilt (saved index damaged)"
     # A deleted video: the next open rebuilds without its vectors, and search never returns it.
     gone = store.get_video("acme", keys[0])
