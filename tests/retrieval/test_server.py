@@ -106,6 +106,15 @@ def test_end_to_end_through_the_client_and_raw_stubs(server, tmp_path):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     channel.close()
 
+    # And a delete through the client: the content comes back under the same name, then goes again.
+    with VideoMemoryClient(target, "key-alpha") as client:
+        back = client.ingest_video(inbox / "cuts.mp4")
+        assert back.name == cuts.name
+        client.delete_video(back.name)
+        with pytest.raises(grpc.RpcError) as err:
+            client.get_video(back.name)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
 
 def test_reflection_lists_the_service_without_the_proto_files(server):
     from google.protobuf.descriptor_pool import DescriptorPool
