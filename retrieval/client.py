@@ -133,3 +133,9 @@ class VideoMemoryClient:
     def delete_video(self, name: str, timeout: float | None = None) -> None:
         """Delete a video and everything stored for it."""
         self.stub.DeleteVideo(pb.DeleteVideoRequest(name=name), **self._kw(timeout))
+
+    def get_usage(self, forecast_minutes: float = 60.0, by_class: dict[str, float] | None = None,
+                  timeout: float | None = None) -> pb.Usage:
+        """Tokens per minute by content class, and the cost forecast of more footage."""
+        req = pb.GetUsageRequest(forecast_minutes=forecast_minutes, forecast_minutes_by_class=by_class or {})
+        return self.stub.GetUsage(req, **self._kw(timeout))

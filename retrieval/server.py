@@ -33,6 +33,7 @@ from videomemory.memory import ids
 from videomemory.memory.ingest import Progress, ingest_video
 from videomemory.memory.resolve import Resolved, resolve_citations, resolve_frame
 from videomemory.memory.store import Store, Video
+from videomemory.memory.usage import Usage, usage
 from videomemory.retrieval.clips import get_clip
 from videomemory.retrieval.embed import Embedder, load_embedder
 from videomemory.retrieval.search import SearchFilter, search
@@ -351,6 +352,12 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
 
         return self._call(context, run, "token_budget", ("videomemory.v1.Video", request.video))
 
+    def GetUsage(self, request: pb.GetUsageRequest, context: grpc.ServicerContext) -> pb.Usage:
+        tenant = self._tenant(context)
+        mix = dict(request.forecast_minutes_by_class) or None
+        return self._call(context, lambda: _usage_pb(usage(self.store, tenant, request.forecast_minutes or 60.0, mix)),
+                          "forecast_minutes_by_class")
+
     def _frame_ref(self, tenant: str, ref: str) -> str:
         """A frame name under the caller's tenant, or a cite tag, as the library takes it."""
         text = ref.strip()
@@ -385,6 +392,16 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
             return pb.ResolveCitationsResponse(citations=out)
 
         return self._call(context, run, "text")
+
+
+def _usage_pb(u: Usage) -> pb.Usage:
+    return pb.Usage(
+        videos=u.videos, minutes=u.minutes, tokens=u.tokens, tokens_per_minute=u.tokens_per_minute, stored_bytes=u.stored_bytes,
+        by_class=[pb.ClassUsage(content_class=c.content_class, segments=c.segments, minutes=c.minutes, tokens=c.tokens,
+                                tokens_per_minute=c.tokens_per_minute) for c in u.by_class],
+        video_tokens_per_minute_std=u.video_tpm_std, forecast_minutes=u.forecast_minutes, forecast_tokens=u.forecast_tokens,
+        forecast_tokens_low=u.forecast_low, forecast_tokens_high=u.forecast_high,
+    )
 
 
 def build_server(config: ServerConfig) -> tuple[grpc.Server, int, VideoMemoryService]:

@@ -367,3 +367,40 @@ def demo(
     timeline = plot_timeline(v, st.frames(v, columns=["ms", "role", "pcost_per_block", "image_tokens", "overhead_tokens", "plan_role"]),
                              st.segments(v), out_dir / "timeline.png")
     out.print(f"Timeline plot (pcost, anchors, tokens per frame, content class): {timeline}. Nothing here needed model weights.")
+
+
+@app.command()
+@friendly_errors
+def usage(
+    store: Optional[str] = StoreOpt,
+    tenant: str = TenantOpt,
+    minutes: float = typer.Option(60.0, "--minutes", help="Forecast: minutes of new footage in the tenant's usual mix."),
+    mix: list[str] = typer.Option([], "--mix", help="Forecast a mix instead, CLASS=MINUTES (repeatable), e.g. static=600."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Tokens per minute by content class, and what more footage would cost."""
+    from videomemory.memory.usage import usage as tenant_usage
+
+    by_class: dict[str, float] = {}
+    for item in mix:
+        cls, sep, value = item.partition("=")
+        try:
+            by_class[cls.strip()] = float(value)
+        except ValueError:
+            raise InvalidArgument(f"--mix {item!r}: expected CLASS=MINUTES, e.g. static=600") from None
+        if not sep:
+            raise InvalidArgument(f"--mix {item!r}: expected CLASS=MINUTES, e.g. static=600")
+    u = tenant_usage(_store(store), tenant, minutes, by_class or None)
+    if as_json:
+        typer.echo(json.dumps(u.to_dict()))
+        return
+    table = Table(title=f"Tenant {tenant}: {u.videos} videos, {u.minutes:.1f} min, {u.tokens:,} tokens "
+                        f"({u.tokens_per_minute:,.0f}/min; videos differ by ±{u.video_tpm_std:,.0f}/min)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("class", "segments", "minutes", "tokens", "tokens/min"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for c in u.by_class:
+        table.add_row(c.content_class, str(c.segments), f"{c.minutes:.1f}", f"{c.tokens:,}", f"{c.tokens_per_minute:,.0f}")
+    out.print(table)
+    what = ", ".join(f"{m:g} min {c}" for c, m in by_class.items()) if by_class else f"{u.forecast_minutes:g} min in this mix"
+    out.print(f"Forecast for {what}: {u.forecast_tokens:,.0f} tokens ({u.forecast_low:,.0f} to {u.forecast_high:,.0f}).")

@@ -89,6 +89,9 @@ def test_end_to_end_through_the_client_and_raw_stubs(server, tmp_path):
         second = client.list_videos(page_size=1, page_token=first.next_page_token)
         assert {first.videos[0].name, second.videos[0].name} == {cuts.name, objects.name} and not second.next_page_token
         assert [v.name for v in client.iter_videos(page_size=1)] == sorted([cuts.name, objects.name])
+        use = client.get_usage(30.0)
+        assert use.videos == 2 and use.tokens == cuts.tokens + objects.tokens and use.by_class
+        assert use.forecast_tokens == pytest.approx(30.0 * use.tokens_per_minute)
 
     # The same calls through the raw generated stub.
     channel = grpc.insecure_channel(target)

@@ -342,3 +342,58 @@ class ResolveCitationsResponse(_message.Message):
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     def __init__(self, citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("forecast_minutes", "forecast_minutes_by_class")
+    class ForecastMinutesByClassEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FORECAST_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_MINUTES_BY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    forecast_minutes: float
+    forecast_minutes_by_class: _containers.ScalarMap[str, float]
+    def __init__(self, forecast_minutes: _Optional[float] = ..., forecast_minutes_by_class: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ClassUsage(_message.Message):
+    __slots__ = ("content_class", "segments", "minutes", "tokens", "tokens_per_minute")
+    CONTENT_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    content_class: str
+    segments: int
+    minutes: float
+    tokens: int
+    tokens_per_minute: float
+    def __init__(self, content_class: _Optional[str] = ..., segments: _Optional[int] = ..., minutes: _Optional[float] = ..., tokens: _Optional[int] = ..., tokens_per_minute: _Optional[float] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("videos", "minutes", "tokens", "tokens_per_minute", "stored_bytes", "by_class", "video_tokens_per_minute_std", "forecast_minutes", "forecast_tokens", "forecast_tokens_low", "forecast_tokens_high")
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_TOKENS_PER_MINUTE_STD_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_TOKENS_LOW_FIELD_NUMBER: _ClassVar[int]
+    FORECAST_TOKENS_HIGH_FIELD_NUMBER: _ClassVar[int]
+    videos: int
+    minutes: float
+    tokens: int
+    tokens_per_minute: float
+    stored_bytes: int
+    by_class: _containers.RepeatedCompositeFieldContainer[ClassUsage]
+    video_tokens_per_minute_std: float
+    forecast_minutes: float
+    forecast_tokens: float
+    forecast_tokens_low: float
+    forecast_tokens_high: float
+    def __init__(self, videos: _Optional[int] = ..., minutes: _Optional[float] = ..., tokens: _Optional[int] = ..., tokens_per_minute: _Optional[float] = ..., stored_bytes: _Optional[int] = ..., by_class: _Optional[_Iterable[_Union[ClassUsage, _Mapping]]] = ..., video_tokens_per_minute_std: _Optional[float] = ..., forecast_minutes: _Optional[float] = ..., forecast_tokens: _Optional[float] = ..., forecast_tokens_low: _Optional[float] = ..., forecast_tokens_high: _Optional[float] = ...) -> None: ...

@@ -75,6 +75,11 @@ class VideoMemoryStub:
                 request_serializer=videomemory_dot_v1_dot_video__memory__pb2.DeleteVideoRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/videomemory.v1.VideoMemory/GetUsage',
+                request_serializer=videomemory_dot_v1_dot_video__memory__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=videomemory_dot_v1_dot_video__memory__pb2.Usage.FromString,
+                _registered_method=True)
 
 
 class VideoMemoryServicer:
@@ -135,6 +140,13 @@ class VideoMemoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Tokens per minute by content class of the caller's videos, and a cost forecast from them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VideoMemoryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +189,11 @@ def add_VideoMemoryServicer_to_server(servicer, server):
                     servicer.DeleteVideo,
                     request_deserializer=videomemory_dot_v1_dot_video__memory__pb2.DeleteVideoRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=videomemory_dot_v1_dot_video__memory__pb2.GetUsageRequest.FromString,
+                    response_serializer=videomemory_dot_v1_dot_video__memory__pb2.Usage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +412,33 @@ class VideoMemory:
             '/videomemory.v1.VideoMemory/DeleteVideo',
             videomemory_dot_v1_dot_video__memory__pb2.DeleteVideoRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videomemory.v1.VideoMemory/GetUsage',
+            videomemory_dot_v1_dot_video__memory__pb2.GetUsageRequest.SerializeToString,
+            videomemory_dot_v1_dot_video__memory__pb2.Usage.FromString,
             options,
             channel_credentials,
             insecure,
