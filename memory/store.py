@@ -176,6 +176,24 @@ class Store:
             raise NotFound(f"video {key} is not in this store for tenant {tenant!r} (list them with `videomemory list`)")
         return Video.from_row(rows[0])
 
+    def get_videos(self, tenant: str, keys: list[str]) -> dict[str, Video]:
+        """Ready videos of ``tenant`` among ``keys``, by key, in one query (missing ones are left out)."""
+        if not keys:
+            return {}
+        where = _eq(tenant=check_tenant(tenant), status=S.STATUS_READY) & col("video_key").isin([check_key(k) for k in keys])
+        return {r["video_key"]: Video.from_row(r) for r in self._video_rows(where)}
+
+    def segments_of(self, videos: list[Video], gops: set[tuple[str, int]] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+        """Segment rows of several ready videos in one query, by (key, GOP); ``gops`` narrows to those."""
+        if not videos:
+            return {}
+        tenant = videos[0].tenant
+        current = {v.key: v.ingest_id for v in videos}
+        where = (col("tenant") == lit(tenant)) & col("ingest_id").isin(list(current.values()))
+        rows = self.table("segments").search().where(where).limit(None).to_list()
+        out = {(r["video_key"], r["gop"]): r for r in rows if current.get(r["video_key"]) == r["ingest_id"]}
+        return out if gops is None else {k: v for k, v in out.items() if k in gops}
+
     def find_videos(self, tenant: str, key_prefix: str) -> list[Video]:
         """Ready videos of ``tenant`` whose key starts with ``key_prefix`` (for short cite tags)."""
         if not key_prefix or any(c not in "0123456789abcdef" for c in key_prefix):

@@ -204,16 +204,16 @@ def search(
 
 
 def _hits(store: Store, tenant: str, index: TenantIndex, page: list[tuple[tuple[str, int], tuple[float, int]]]) -> list[Hit]:
+    """Hits of a page: their videos and segments read in one query each."""
     assert index.vectors is not None
     meta = index.vectors.meta
-    videos: dict[str, Video] = {}
-    segments: dict[str, dict[int, dict[str, Any]]] = {}
+    videos: dict[str, Video] = store.get_videos(tenant, sorted({key for (key, _), _ in page}))
+    segments = store.segments_of(list(videos.values()), {kg for kg, _ in page})
     hits = []
     for (key, gop), (score, i) in page:
-        if key not in videos:
-            videos[key] = store.get_video(tenant, key)
-            segments[key] = {s["gop"]: s for s in store.segments(videos[key]).to_pylist()}
-        seg = segments[key][gop]
+        seg = segments.get((key, gop))
+        if key not in videos or seg is None:
+            continue  # deleted since the index was opened
         hits.append(
             Hit(
                 video_key=key,
