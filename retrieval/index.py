@@ -108,6 +108,15 @@ class VectorIndex:
         self.index.add_with_ids(x, ids)
         self.meta = pa.concat_tables([self.meta, meta.select(list(META_COLUMNS)).cast(_META_SCHEMA)])
         self._gpu = None
+        self._columns: dict[str, np.ndarray] = {}
+
+    def column(self, name: str) -> np.ndarray:
+        """A metadata column as a numpy array (cached: filters read it on every search)."""
+        cache = self.__dict__.setdefault("_columns", {})
+        if name not in cache:
+            values = self.meta[name]
+            cache[name] = np.asarray(values.to_pylist(), dtype=object) if pa.types.is_string(values.type) else values.to_numpy()
+        return cache[name]
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` per query: (scores, ids), both (Q, k); id -1 where fewer match. ``allowed``: row ids to keep."""

@@ -139,19 +139,19 @@ def _allowed(index: TenantIndex, store: Store, tenant: str, flt: SearchFilter) -
     if not flt.active:
         return None
     assert index.vectors is not None
-    meta = index.vectors.meta
-    keep = np.ones(meta.num_rows, dtype=bool)
-    keys = np.asarray(meta["video_key"].to_pylist(), dtype=object)
+    vi = index.vectors
+    keep = np.ones(vi.ntotal, dtype=bool)
+    keys = vi.column("video_key")
     if flt.videos:
         keep &= np.isin(keys, list(flt.videos))
-    ms = meta["ms"].to_numpy()
+    ms = vi.column("ms")
     if flt.start_ms is not None:
         keep &= ms >= flt.start_ms
     if flt.end_ms is not None:
         keep &= ms < flt.end_ms
     if flt.content_classes:
         allowed = store.segment_classes(tenant, list(flt.content_classes))
-        gops = meta["gop"].to_numpy()
+        gops = vi.column("gop")
         keep &= np.fromiter(((k, int(g)) in allowed for k, g in zip(keys, gops)), dtype=bool, count=len(keys))
     return np.flatnonzero(keep).astype(np.int64)
 
