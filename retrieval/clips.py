@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from videomemory.codec.residual import GopCode
 from videomemory.codec.tokens import Rect, TokenModel
 from videomemory.errors import BudgetTooSmall, InvalidArgument
 from videomemory.memory import records
+from videomemory.memory import schema as S
 from videomemory.memory.ids import FrameId
 from videomemory.memory.store import Store, Video
 
@@ -120,14 +123,14 @@ class Clip:
     parts: list[Part]
     dropped: list[FrameId]  # frames left out for the budget
     coverage: float  # share of [start_ms, end_ms) whose frames are in the package
-    codes: list[tuple[GopCode, int]] = field(repr=False)  # each GOP's stored code and the position the clip enters it
+    codes: list[tuple[GopCode, int, int]] = field(repr=False)  # each GOP's stored code, the positions the clip enters and leaves it
     grid: Grid = field(default_factory=Grid)
 
     @property
     def gops(self) -> list[GopCode]:
-        """The clip's own code: the first GOP re-anchored at the clip start (made on first use)."""
+        """The clip's own code: each GOP cut to the clip, the first re-anchored at the clip start (made on first use)."""
         if not hasattr(self, "_gops"):
-            self._gops = [code.reanchor(enter) for code, enter in self.codes]
+            self._gops = [GopCode(code.anchor, code.p_codes[:last]).reanchor(enter) for code, enter, last in self.codes]
         return self._gops
 
     @property
@@ -247,24 +250,73 @@ def _anchor_part(row: dict[str, Any], image: np.ndarray, model: TokenModel, resy
     )
 
 
-def _load(store: Store, video: Video, first_ms: int, end_ms: int) -> tuple[list[dict[str, Any]], list[tuple[GopCode, int]], list[np.ndarray]]:
-    """Rows of the frames in [first_ms, end_ms), their GOPs' code (with where the clip enters each) and rebuilt images."""
-    rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms))).to_pylist()
-    first = rows[0]
-    lead = []
-    if first["pos"] > 0:  # the GOP's frames before the clip, to rebuild its first frame
-        where = (col("gop") == lit(first["gop"])) & (col("pos") < lit(first["pos"]))
-        lead = store.frames(video, where, ["pos", "ms", "code_format", "code"]).sort_by("pos").to_pylist()
-    codes: list[tuple[GopCode, int]] = []
+class GopCache:
+    """Rebuilt GOPs kept in memory, least recently used out first, up to ``max_bytes`` of pixels.
+
+    Agents ask for overlapping clips of the same moments; a GOP rebuilt once serves them all. Keys
+    include the ingest, so a re-coded video never serves stale frames.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str, int], tuple[GopCode, list[np.ndarray], int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int]) -> tuple[GopCode, list[np.ndarray]] | None:
+        """The cached (code, frames) of a GOP, or None."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0], item[1]
+
+    def put(self, key: tuple[str, str, int], code: GopCode, frames: list[np.ndarray]) -> None:
+        """Keep a rebuilt GOP, evicting the least recently used beyond the budget."""
+        size = sum(f.nbytes for f in frames)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (code, frames, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, _, old) = self._items.popitem(last=False)
+                self._bytes -= old
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+GOPS = GopCache()
+
+
+def _load(store: Store, video: Video, first_ms: int, end_ms: int) -> tuple[list[dict[str, Any]], list[tuple[GopCode, int, int]], list[np.ndarray]]:
+    """Rows of the frames in [first_ms, end_ms), their GOPs' code (with where the clip enters and leaves each), images."""
+    columns = [f.name for f in S.FRAMES if f.name != "code"]
+    rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms)), columns).to_pylist()
+    gops = sorted({r["gop"] for r in rows})
+    rebuilt = {g: GOPS.get((video.key, video.ingest_id, g)) for g in gops}
+    missing = [g for g, hit in rebuilt.items() if hit is None]
+    if missing:  # the whole of each missing GOP, code included, in one query
+        code_rows = store.frames(video, col("gop").isin(missing), ["gop", "pos", "ms", "code_format", "code"]).to_pylist()
+        for g in missing:
+            code = records.gop_code(sorted((r for r in code_rows if r["gop"] == g), key=lambda r: r["pos"]))
+            frames = code.frames()
+            GOPS.put((video.key, video.ingest_id, g), code, frames)
+            rebuilt[g] = (code, frames)
+    codes: list[tuple[GopCode, int, int]] = []
     images: list[np.ndarray] = []
-    by_gop: dict[int, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_gop.setdefault(r["gop"], []).append(r)
-    for g, members in by_gop.items():
-        enter = first["pos"] if g == first["gop"] else 0
-        code = records.gop_code((lead if enter else []) + members)
-        codes.append((code, enter))
-        images += code.frames()[enter:]
+    for g in gops:
+        code, frames = rebuilt[g]  # type: ignore[misc]
+        positions = [r["pos"] for r in rows if r["gop"] == g]
+        codes.append((code, positions[0], positions[-1]))
+        images += [frames[p] for p in positions]
     return rows, codes, images
 
 
