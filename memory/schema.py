@@ -30,6 +30,8 @@ VERSION_KEY = b"videomemory.schema_version"
 
 STATUS_INGESTING = "ingesting"
 STATUS_READY = "ready"
+STATUS_LIVE = "live"  # a stream still arriving: its closed GOPs are visible, the row grows
+VISIBLE = (STATUS_READY, STATUS_LIVE)
 
 
 def _schema(*fields: pa.Field) -> pa.Schema:

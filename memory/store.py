@@ -120,6 +120,11 @@ class Video:
         return out
 
 
+def _visible(tenant: str) -> Expr:
+    """Rows of videos a reader may see: ready, or live (their published GOPs)."""
+    return (col("tenant") == lit(check_tenant(tenant))) & col("status").isin(list(S.VISIBLE))
+
+
 def _eq(**values: str) -> Expr:
     """``a = 'x' AND b = 'y'`` as a typed expression."""
     items = list(values.items())
@@ -170,7 +175,7 @@ class Store:
 
     def get_video(self, tenant: str, key: str) -> Video:
         """The ready video ``key`` of ``tenant``; NotFound otherwise (also for another tenant's)."""
-        where = _eq(tenant=check_tenant(tenant), video_key=check_key(key), status=S.STATUS_READY)
+        where = _visible(tenant) & (col("video_key") == lit(check_key(key)))
         rows = self._video_rows(where, 1)
         if not rows:
             raise NotFound(f"video {key} is not in this store for tenant {tenant!r} (list them with `videomemory list`)")
@@ -180,7 +185,7 @@ class Store:
         """Ready videos of ``tenant`` among ``keys``, by key, in one query (missing ones are left out)."""
         if not keys:
             return {}
-        where = _eq(tenant=check_tenant(tenant), status=S.STATUS_READY) & col("video_key").isin([check_key(k) for k in keys])
+        where = _visible(tenant) & col("video_key").isin([check_key(k) for k in keys])
         return {r["video_key"]: Video.from_row(r) for r in self._video_rows(where)}
 
     def segments_of(self, videos: list[Video], gops: set[tuple[str, int]] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
@@ -198,7 +203,7 @@ class Store:
         """Ready videos of ``tenant`` whose key starts with ``key_prefix`` (for short cite tags)."""
         if not key_prefix or any(c not in "0123456789abcdef" for c in key_prefix):
             raise InvalidArgument(f"key prefix {key_prefix!r} must be lowercase hex digits")
-        where = _eq(tenant=check_tenant(tenant), status=S.STATUS_READY) & (col("video_key") >= lit(key_prefix)) & (
+        where = _visible(tenant) & (col("video_key") >= lit(key_prefix)) & (
             col("video_key") < lit(key_prefix + "g")
         )
         return [Video.from_row(r) for r in self._video_rows(where)]
@@ -207,7 +212,7 @@ class Store:
         """Ready videos of ``tenant`` ordered by key, ``page_size`` at most, keys after ``after_key``."""
         if not 1 <= page_size <= 1000:
             raise InvalidArgument(f"page size {page_size} must be within 1..1000")
-        where = _eq(tenant=check_tenant(tenant), status=S.STATUS_READY)
+        where = _visible(tenant)
         if after_key:
             where = where & (col("video_key") > lit(check_key(after_key)))
         rows = self._video_rows(where)
@@ -224,7 +229,8 @@ class Store:
     # ------------------------------------------------------------------ reads of one video
 
     def _rows(self, name: str, video: Video, where: Expr | None, columns: list[str] | None) -> pa.Table:
-        expr = _eq(tenant=video.tenant, video_key=video.key, ingest_id=video.ingest_id)
+        # Only published GOPs: a live stream writes a GOP's rows before its video row counts them.
+        expr = _eq(tenant=video.tenant, video_key=video.key, ingest_id=video.ingest_id) & (col("gop") < lit(video.segments))
         if where is not None:
             expr = expr & where
         query = self.table(name).search().where(expr).limit(None)
@@ -249,7 +255,7 @@ class Store:
 
     def segment_classes(self, tenant: str, classes: list[str]) -> set[tuple[str, int]]:
         """(video key, GOP) of the tenant's ready segments whose content class is one of ``classes``."""
-        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_eq(tenant=check_tenant(tenant), status=S.STATUS_READY))}
+        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_visible(tenant))}
         where = (col("tenant") == lit(tenant)) & col("content_class").isin(list(classes))
         rows = self.table("segments").search().where(where).select(["video_key", "ingest_id", "gop"]).limit(None).to_list()
         return {(r["video_key"], r["gop"]) for r in rows if ready.get(r["video_key"]) == r["ingest_id"]}
@@ -265,7 +271,7 @@ class Store:
 
     def embedded(self, tenant: str, embedder: str) -> list[dict[str, Any]]:
         """Commit markers of ``tenant``'s ready videos with vectors of ``embedder`` (key, ingest_id, dim, vectors)."""
-        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_eq(tenant=check_tenant(tenant), status=S.STATUS_READY))}
+        ready = {v["video_key"]: v["ingest_id"] for v in self._video_rows(_visible(tenant))}
         rows = self.table("embedded").search().where(_eq(tenant=tenant, embedder=embedder)).limit(None).to_list()
         return sorted((r for r in rows if ready.get(r["video_key"]) == r["ingest_id"]), key=lambda r: r["video_key"])
 
@@ -284,6 +290,17 @@ class Store:
             self.table("embeddings").add(pa.Table.from_pylist([r | owner for r in rows], schema=S.EMBEDDINGS))
         marker = owner | {"dim": dim, "vectors": len(rows)}
         self.table("embedded").add(pa.Table.from_pylist([marker], schema=S.EMBEDDED))
+
+    def append_embeddings(self, video: Video, embedder: str, dim: int, rows: list[dict[str, Any]]) -> None:
+        """Add vectors to a (live) video's, then move its commit marker to the new count in one merge-insert."""
+        owner = {"tenant": video.tenant, "video_key": video.key, "ingest_id": video.ingest_id, "embedder": embedder}
+        have = self.table("embedded").search().where(_eq(**owner)).limit(1).to_list()
+        if rows:
+            self.table("embeddings").add(pa.Table.from_pylist([r | owner for r in rows], schema=S.EMBEDDINGS))
+        marker = owner | {"dim": dim, "vectors": (have[0]["vectors"] if have else 0) + len(rows)}
+        table = pa.Table.from_pylist([marker], schema=S.EMBEDDED)
+        keys = ["tenant", "video_key", "ingest_id", "embedder"]
+        self.table("embedded").merge_insert(keys).when_matched_update_all().when_not_matched_insert_all().execute(table)
 
     def embeddings(self, tenant: str, embedder: str, keys: list[tuple[str, str]] | None = None) -> pa.Table:
         """Vectors of ``embedder`` for (key, ingest_id) pairs (default: every committed video of the tenant)."""
@@ -375,6 +392,17 @@ class Ingest:
 
     def commit(self, video: dict[str, Any]) -> Video:
         """Make the video visible (one atomic version of ``videos``), then drop other ingests' rows."""
+        out = self._flip(video, S.STATUS_READY)
+        self.store._drop_rows(self.tenant, self.key, keep=self.ingest_id)
+        return out
+
+    def publish(self, video: dict[str, Any]) -> Video:
+        """Make what was written so far visible as a ``live`` video (a stream's closed GOPs); repeatable."""
+        out = self._flip(video, S.STATUS_LIVE)
+        self._expected = self.ingest_id  # the row is ours now (also after a replacement)
+        return out
+
+    def _flip(self, video: dict[str, Any], status: str) -> Video:
         if video.get("frames") != self.frames or video.get("segments") != self.segments:
             raise InvalidArgument(
                 f"video {self.key}: the row says {video.get('frames')} frames / {video.get('segments')} segments "
@@ -384,7 +412,7 @@ class Ingest:
             "tenant": self.tenant,
             "video_key": self.key,
             "ingest_id": self.ingest_id,
-            "status": S.STATUS_READY,
+            "status": status,
         }
         row["created_at"] = row["created_at"] or datetime.now(timezone.utc)
         table = pa.Table.from_pylist([row], schema=S.VIDEOS)
@@ -397,7 +425,6 @@ class Ingest:
         if result.num_updated_rows != 1:
             self.abort()
             raise FailedPrecondition(f"video {self.key} was claimed by another ingest meanwhile; nothing of this run was kept")
-        self.store._drop_rows(self.tenant, self.key, keep=self.ingest_id)
         return Video.from_row(row)
 
     def abort(self) -> None:

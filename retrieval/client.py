@@ -139,3 +139,12 @@ class VideoMemoryClient:
         """Tokens per minute by content class, and the cost forecast of more footage."""
         req = pb.GetUsageRequest(forecast_minutes=forecast_minutes, forecast_minutes_by_class=by_class or {})
         return self.stub.GetUsage(req, **self._kw(timeout))
+
+    def ingest_frames(self, stream: str, frames: Iterator[tuple[bytes, int]], *, fps: float = 0.0,
+                      timeout: float | None = 3600.0) -> pb.IngestFramesResponse:
+        """Index a live stream from (encoded image, time in ms) pairs; GOPs become searchable as they close."""
+        def requests() -> Iterator[pb.IngestFramesRequest]:
+            for i, (image, time_ms) in enumerate(frames):
+                yield pb.IngestFramesRequest(stream=stream if i == 0 else "", fps=fps if i == 0 else 0.0, image=image, time_ms=time_ms)
+
+        return self.stub.IngestFrames(requests(), **self._kw(timeout))

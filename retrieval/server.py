@@ -31,6 +31,7 @@ from videomemory.codec.config import CodecConfig, PlanConfig
 from videomemory.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
 from videomemory.memory import ids
 from videomemory.memory.ingest import Progress, ingest_video
+from videomemory.memory.live import LiveIngest
 from videomemory.memory.resolve import Resolved, resolve_citations, resolve_frame
 from videomemory.memory.store import Store, Video
 from videomemory.memory.usage import Usage, usage
@@ -38,7 +39,7 @@ from videomemory.retrieval.clips import get_clip
 from videomemory.retrieval.embed import Embedder, load_embedder
 from videomemory.retrieval.search import SearchFilter, search
 from videomemory.retrieval.status import to_status
-from videomemory.retrieval.vectors import embed_video
+from videomemory.retrieval.vectors import embed_gops, embed_video
 from videomemory.v1 import video_memory_pb2 as pb
 from videomemory.v1 import video_memory_pb2_grpc as rpc
 
@@ -99,6 +100,15 @@ def _video_pb(v: Video) -> pb.Video:
     if v.created_at is not None:
         out.create_time.FromDatetime(v.created_at)
     return out
+
+
+def _decode_image(data: bytes, field_name: str) -> np.ndarray:
+    """An encoded image from a request as (H, W, 3) uint8 RGB, or InvalidArgument."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.array(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InvalidArgument(f"{field_name} is not a PNG/JPEG/WebP Pillow can read ({exc})") from None
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -291,6 +301,33 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
                                              video=_video_pb(video))
                 return
 
+    def IngestFrames(self, request_iterator: Iterator[pb.IngestFramesRequest], context: grpc.ServicerContext) -> pb.IngestFramesResponse:
+        tenant = self._tenant(context)
+
+        def run() -> pb.IngestFramesResponse:
+            live: LiveIngest | None = None
+            received = published = 0
+            for msg in request_iterator:
+                if live is None:
+                    config = CodecConfig(fps=msg.fps or 2.0)
+
+                    def on_publish(video: Video, gop: list) -> None:
+                        nonlocal published
+                        published += 1
+                        embed_gops(self.store, video, self.embedder, {video.segments - 1})
+
+                    live = LiveIngest(self.store, msg.stream, tenant=tenant, config=config, on_publish=on_publish)
+                if not context.is_active():
+                    raise InvalidArgument("the stream was cancelled; the GOPs published so far are kept")
+                live.push(_decode_image(msg.image, "image"), msg.time_ms / 1000.0)
+                received += 1
+            if live is None:
+                raise InvalidArgument("the stream sent no frames")
+            video = live.close()
+            return pb.IngestFramesResponse(video=_video_pb(video), frames_received=received, segments_published=published)
+
+        return self._call(context, run, "image")
+
     # ------------------------------------------------------------------ search, clips, frames
 
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext) -> pb.SearchResponse:
@@ -300,13 +337,7 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
             kind = request.WhichOneof("query")
             if kind is None:
                 raise InvalidArgument("set one query: text, image or frame")
-            image = None
-            if kind == "image":
-                try:
-                    with Image.open(io.BytesIO(request.image)) as img:
-                        image = np.asarray(img.convert("RGB"))
-                except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-                    raise InvalidArgument(f"image is not a PNG/JPEG/WebP Pillow can read ({exc})") from None
+            image = _decode_image(request.image, "image") if kind == "image" else None
             flt = SearchFilter(
                 videos=tuple(self._video_key(tenant, v, "videos") for v in request.videos),
                 start_ms=request.start_ms or None,

@@ -90,6 +90,16 @@ def embed_video(store: Store, video: Video, embedder: Embedder, *, batch: int = 
     return len(rows)
 
 
+def embed_gops(store: Store, video: Video, embedder: Embedder, gops: set[int]) -> int:
+    """Append the vectors of some GOPs of a (live) video, e.g. each GOP as its stream publishes it; returns how many."""
+    frames = [f for f in store.frame_times(video).to_pylist() if f["gop"] in gops]
+    picks = select_frames(frames, Grid(video.grid_width, video.grid_height).tokens_per_image)
+    vectors = embedder.embed_images(_images(store, video, picks)) if picks else []
+    rows = [{"ms": p.ms, "gop": p.gop, "kind": p.kind, "vector": v.astype(np.float32).tolist()} for p, v in zip(picks, vectors)]
+    store.append_embeddings(video, embedder.name, embedder.dim, rows)
+    return len(rows)
+
+
 def embed_missing(
     store: Store, tenant: str, embedder: Embedder, *, on_video: Callable[[Video, int], None] | None = None
 ) -> int:

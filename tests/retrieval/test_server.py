@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -202,3 +203,40 @@ def test_ingest_streams_progress_and_a_cancelled_ingest_stores_nothing(server, v
         names = [v.name for v in client.iter_videos()]
     assert all(Store(uri).status("alpha", n.rsplit("/", 1)[1]) == "ready" for n in names)
     channel.close()
+
+
+def test_a_live_stream_is_searchable_gop_by_gop_and_stored_like_a_file(server, videos):
+    import av
+    from PIL import Image
+
+    target, uri, _ = server
+    observed = []
+
+    def frames():
+        with av.open(str(videos["cuts"])) as container:  # anchors every 1.5 s: GOPs close while streaming
+            for i, frame in enumerate(container.decode(video=0)):
+                buf = io.BytesIO()
+                Image.fromarray(frame.to_ndarray(format="rgb24")).save(buf, "PNG")
+                yield buf.getvalue(), round(float(frame.pts * frame.time_base) * 1000)
+                if i == 100:  # 3.3 s in: two GOPs are closed; a reader must see them while we stream
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline:
+                        live = [v for v in Store(uri).list_videos("beta") if v.status == "live"]
+                        if live:
+                            observed.append(live[0].segments)
+                            break
+                        time.sleep(0.1)
+
+    with VideoMemoryClient(target, "key-beta") as client:
+        done = client.ingest_frames("lobby-cam", frames())
+        assert done.video.name.startswith("tenants/beta/videos/") and done.frames_received == 180
+        assert observed and observed[0] >= 1 and done.segments_published >= observed[0]
+        video = client.get_video(done.video.name)
+        assert video.frames == 12  # 6 s at 2 fps, as from the file
+        buf = io.BytesIO()
+        Image.fromarray(frame_at(videos["cuts"], 4.7)).save(buf, "PNG")
+        hits = client.search(image=buf.getvalue(), page_size=1).hits
+        assert hits[0].video == done.video.name
+        with pytest.raises(grpc.RpcError) as err:
+            client.ingest_frames("broken-cam", iter([(b"not an image", 0)]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "image" in err.value.details()

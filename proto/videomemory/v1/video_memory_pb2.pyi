@@ -91,6 +91,28 @@ class IngestVideoProgress(_message.Message):
     video: Video
     def __init__(self, state: _Optional[_Union[IngestVideoProgress.State, str]] = ..., received_bytes: _Optional[int] = ..., frames: _Optional[int] = ..., media_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., already_indexed: _Optional[bool] = ..., video: _Optional[_Union[Video, _Mapping]] = ...) -> None: ...
 
+class IngestFramesRequest(_message.Message):
+    __slots__ = ("stream", "fps", "image", "time_ms")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    fps: float
+    image: bytes
+    time_ms: int
+    def __init__(self, stream: _Optional[str] = ..., fps: _Optional[float] = ..., image: _Optional[bytes] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class IngestFramesResponse(_message.Message):
+    __slots__ = ("video", "frames_received", "segments_published")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    frames_received: int
+    segments_published: int
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., frames_received: _Optional[int] = ..., segments_published: _Optional[int] = ...) -> None: ...
+
 class GetVideoRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class VideoMemoryStub:
                 request_serializer=videomemory_dot_v1_dot_video__memory__pb2.IngestVideoRequest.SerializeToString,
                 response_deserializer=videomemory_dot_v1_dot_video__memory__pb2.IngestVideoProgress.FromString,
                 _registered_method=True)
+        self.IngestFrames = channel.stream_unary(
+                '/videomemory.v1.VideoMemory/IngestFrames',
+                request_serializer=videomemory_dot_v1_dot_video__memory__pb2.IngestFramesRequest.SerializeToString,
+                response_deserializer=videomemory_dot_v1_dot_video__memory__pb2.IngestFramesResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/videomemory.v1.VideoMemory/Search',
                 request_serializer=videomemory_dot_v1_dot_video__memory__pb2.SearchRequest.SerializeToString,
@@ -89,6 +94,15 @@ class VideoMemoryServicer:
         """Index a video the server can open (a path or URI under its ingest roots) or that the client
         uploads in chunks. Streams progress; idempotent on the content key (a second ingest of the
         same content is a no-op that reports the stored video).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestFrames(self, request_iterator, context):
+        """Index a live stream: the client sends encoded frames with their times, in order; each GOP is
+        stored and becomes searchable when the next anchor closes it (causal). Returns the video when
+        the client ends the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +168,11 @@ def add_VideoMemoryServicer_to_server(servicer, server):
                     servicer.IngestVideo,
                     request_deserializer=videomemory_dot_v1_dot_video__memory__pb2.IngestVideoRequest.FromString,
                     response_serializer=videomemory_dot_v1_dot_video__memory__pb2.IngestVideoProgress.SerializeToString,
+            ),
+            'IngestFrames': grpc.stream_unary_rpc_method_handler(
+                    servicer.IngestFrames,
+                    request_deserializer=videomemory_dot_v1_dot_video__memory__pb2.IngestFramesRequest.FromString,
+                    response_serializer=videomemory_dot_v1_dot_video__memory__pb2.IngestFramesResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -223,6 +242,33 @@ class VideoMemory:
             '/videomemory.v1.VideoMemory/IngestVideo',
             videomemory_dot_v1_dot_video__memory__pb2.IngestVideoRequest.SerializeToString,
             videomemory_dot_v1_dot_video__memory__pb2.IngestVideoProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestFrames(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/videomemory.v1.VideoMemory/IngestFrames',
+            videomemory_dot_v1_dot_video__memory__pb2.IngestFramesRequest.SerializeToString,
+            videomemory_dot_v1_dot_video__memory__pb2.IngestFramesResponse.FromString,
             options,
             channel_credentials,
             insecure,

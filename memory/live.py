@@ -1,0 +1,168 @@
+"""Live streams: frames arrive one by one; every GOP is stored and made visible when it closes.
+
+``LiveIngest.push(image, time_s)`` takes source frames in order (any rate), samples them exactly as
+files are sampled (the frame on screen at ``k / fps`` s after the first one), codes them causally
+with the same ``Encoder`` as files, and when an anchor closes a GOP writes that GOP's frame rows
+and segment row and **publishes** the video row (status ``live``, counts up to the closed GOP):
+readers and search see the stream grow GOP by GOP, never a GOP in the middle. ``close`` stores the
+last GOP and commits the video as ``ready``; ``abort`` (or a crash) leaves what was published.
+
+The key of a stream is content-derived like a file's: a hash of the stream's name and its first
+frame's pixels, so a client that re-sends the same stream gets the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from videomemory.codec.config import CodecConfig
+from videomemory.codec.decode import SampledFrame
+from videomemory.codec.encoder import EncodedFrame, Encoder
+from videomemory.codec.gop import I
+from videomemory.codec.stats import content_stats
+from videomemory.errors import FailedPrecondition, InvalidArgument
+from videomemory.memory import records
+from videomemory.memory.ids import KEY_HEX
+from videomemory.memory.store import DEFAULT_TENANT, Ingest, Store, Video
+
+MAX_NAME = 200
+
+
+def stream_key(name: str, first: np.ndarray) -> str:
+    """Content key of a live stream: its name and first frame."""
+    h = hashlib.blake2b(digest_size=KEY_HEX // 2, person=b"videomemory.lv")
+    h.update(name.encode())
+    h.update(repr(first.shape).encode())
+    h.update(np.ascontiguousarray(first).tobytes())
+    return h.hexdigest()
+
+
+def _to_grid(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to the grid as decoding does (area average down, bicubic up)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    down = width * height <= image.shape[0] * image.shape[1]
+    resample = Image.Resampling.BOX if down else Image.Resampling.BICUBIC
+    return np.array(Image.fromarray(image).resize((width, height), resample))  # a writable copy
+
+
+class LiveIngest:
+    """A stream being indexed: ``push`` frames, ``close`` at the end (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        config: CodecConfig = CodecConfig(),
+        device: str = "auto",
+        on_publish: Callable[[Video, list[EncodedFrame]], None] | None = None,
+    ) -> None:
+        if not name or len(name) > MAX_NAME:
+            raise InvalidArgument(f"a stream needs a name of 1..{MAX_NAME} characters")
+        self.store, self.name, self.tenant, self.config = store, name, tenant, config
+        self.encoder = Encoder(config, device)
+        self.on_publish = on_publish
+        self.ingest: Ingest | None = None
+        self.video: Video | None = None
+        self.key = ""
+        self._step = 1.0 / config.fps
+        self._t0: float | None = None
+        self._k = 0  # next sampling instant is k / fps
+        self._pending: tuple[np.ndarray, int, float] | None = None  # frame waiting for its end time
+        self._source_index = -1
+        self._sampled = 0
+        self._gop: list[EncodedFrame] = []
+        self._rows: list[dict[str, Any]] = []
+        self._kept: list[EncodedFrame] = []
+        self._stored = 0
+
+    def push(self, image: np.ndarray, time_s: float) -> Video | None:
+        """Add the next source frame ((H, W, 3) uint8 RGB, its time in s); returns the video when a GOP was published."""
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise InvalidArgument(f"a frame must be an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
+        self._source_index += 1
+        if self._t0 is None:
+            self._t0 = time_s
+            self.key = stream_key(self.name, arr)
+            self.ingest = self.store.begin(self.tenant, self.key, f"live:{self.name}")
+            if self.ingest is None:
+                raise FailedPrecondition(f"stream {self.name!r} with this first frame is already stored as video {self.key}; "
+                                         "delete it or use another stream name")
+        t = time_s - self._t0
+        published = None
+        if self._pending is not None:
+            p_img, p_index, p_t = self._pending
+            if t <= p_t:  # a repeated or out-of-order time: the later frame replaces it
+                self._pending = (arr, self._source_index, p_t)
+                return None
+            if self._k * self._step < t:  # the pending frame is on screen at instant k
+                published = self._code(p_img, p_index, p_t)
+                while self._k * self._step < t:
+                    self._k += 1
+        self._pending = (arr, self._source_index, t)
+        return published
+
+    def _code(self, image: np.ndarray, source_index: int, t: float) -> Video | None:
+        grid = self.config.grid
+        frame = SampledFrame.from_array(_to_grid(image, grid.width, grid.height), self._sampled, t, source_index)
+        self._sampled += 1
+        f = self.encoder.push(frame)
+        published = None
+        if f.code.role == I and self._gop:
+            published = self._publish(f.code.pts_ms)
+        self._rows.append(records.frame_row(f))
+        self._stored += f.nbytes
+        light = records.light(f)
+        self._gop.append(light)
+        self._kept.append(light)
+        return published
+
+    def _row(self, duration_ms: int) -> dict[str, Any]:
+        assert self.ingest is not None
+        stats = content_stats(self._kept, self.config.fps)
+        row = records.video_row(stats, config=self.config, duration_ms=duration_ms, segments=self.ingest.segments,
+                                stored_bytes=self._stored)
+        grid = self.config.grid
+        return row | {"source_uri": f"live:{self.name}", "width": grid.width, "height": grid.height}
+
+    def _write_gop(self, end_ms: int) -> list[EncodedFrame]:
+        assert self.ingest is not None
+        gop = self._gop
+        self.ingest.add_frames(self._rows)
+        self.ingest.add_segments([records.segment_row(gop, end_ms, self.config.fps)])
+        self._rows, self._gop = [], []
+        return gop
+
+    def _publish(self, end_ms: int) -> Video:
+        assert self.ingest is not None
+        gop = self._write_gop(end_ms)
+        # The row counts frames of closed GOPs only (the open GOP's frames are not written yet).
+        row = self._row(end_ms) | {"frames": self.ingest.frames}
+        self.video = self.ingest.publish(row)
+        if self.on_publish:
+            self.on_publish(self.video, gop)
+        return self.video
+
+    def close(self) -> Video:
+        """Store the last GOP and commit the stream as a ready video."""
+        if self.ingest is None:
+            raise InvalidArgument("the stream sent no frames")
+        if self._pending is not None:
+            img, index, t = self._pending
+            if self._k * self._step <= t or self._sampled == 0:
+                self._code(img, index, t)
+            self._pending = None
+        end_ms = self._kept[-1].code.pts_ms + round(1000 / self.config.fps)
+        gop = self._write_gop(end_ms)
+        self.video = self.ingest.commit(self._row(end_ms) | {"frames": self.ingest.frames})
+        if self.on_publish:
+            self.on_publish(self.video, gop)
+        return self.video
