@@ -36,6 +36,13 @@ def friendly_errors(fn: F) -> F:
         except VideoMemoryError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except Exception as exc:  # a --server call: the server's status and message, not a traceback
+            import grpc
+
+            if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "code"):
+                raise
+            err.print(f"[bold red]error:[/] {exc.code().name}: {exc.details()}", highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from videomemory import cli_remote as remote
 from videomemory.cli import _codec_config, app, err, friendly_errors, out
 from videomemory.errors import InvalidArgument, NotFound
 
@@ -85,9 +86,19 @@ def index(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="Search vectors: a local CLIP/SigLIP model directory; default the offline descriptor."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video, then a summary."),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
+    upload: bool = typer.Option(False, "--upload", help="With --server: send the files' bytes instead of their paths."),
 ) -> None:
     """Index videos into the store and embed them for search: resumable, one bad file never stops the job."""
     from videomemory.memory.ingest import expand_sources, ingest_archive
+
+    if server:
+        with remote.client(server, api_key) as c:
+            sources = paths if not upload else expand_sources(paths)
+            if remote.index(c, sources, upload, fps, replace):
+                raise typer.Exit(1)
+        return
 
     st = _store(store)
     config = _codec_config(fps, grid, None, 16, "fast", None, budget)
@@ -171,8 +182,19 @@ def index(
 
 @app.command(name="list")
 @friendly_errors
-def list_videos(store: Optional[str] = StoreOpt, tenant: str = TenantOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_videos(
+    store: Optional[str] = StoreOpt,
+    tenant: str = TenantOpt,
+    as_json: bool = typer.Option(False, "--json"),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
+) -> None:
     """List the tenant's indexed videos."""
+    if server:
+        with remote.client(server, api_key) as c:
+            for v in c.iter_videos():
+                remote.emit(v)
+        return
     st = _store(store)
     videos, after = [], ""
     while True:
@@ -226,8 +248,21 @@ def cite(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write each cited frame as a PNG into this folder."),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Decode images from the source file when it is reachable."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per citation."),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
 ) -> None:
     """Resolve the cite tags in a text (or one frame name) to source moments, and optionally their images."""
+    if server:
+        with remote.client(server, api_key) as c:
+            cites = c.resolve_citations(text, include_images=out_dir is not None).citations
+            for cite in cites:
+                if out_dir is not None and cite.resolved.png:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    (out_dir / (cite.resolved.frame.replace("/", "_") + ".png")).write_bytes(cite.resolved.png)
+                remote.emit(cite)
+        if not cites or any(c.error for c in cites):
+            raise typer.Exit(1)
+        return
     from videomemory.memory.resolve import Citation, resolve_citations, resolve_frame
 
     st = _store(store)
@@ -377,6 +412,8 @@ def usage(
     minutes: float = typer.Option(60.0, "--minutes", help="Forecast: minutes of new footage in the tenant's usual mix."),
     mix: list[str] = typer.Option([], "--mix", help="Forecast a mix instead, CLASS=MINUTES (repeatable), e.g. static=600."),
     as_json: bool = typer.Option(False, "--json"),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
 ) -> None:
     """Tokens per minute by content class, and what more footage would cost."""
     from videomemory.memory.usage import usage as tenant_usage
@@ -390,6 +427,10 @@ def usage(
             raise InvalidArgument(f"--mix {item!r}: expected CLASS=MINUTES, e.g. static=600") from None
         if not sep:
             raise InvalidArgument(f"--mix {item!r}: expected CLASS=MINUTES, e.g. static=600")
+    if server:
+        with remote.client(server, api_key) as c:
+            remote.emit(c.get_usage(minutes, by_class or None))
+        return
     u = tenant_usage(_store(store), tenant, minutes, by_class or None)
     if as_json:
         typer.echo(json.dumps(u.to_dict()))

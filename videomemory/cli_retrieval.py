@@ -11,6 +11,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from videomemory import cli_remote as remote
 from videomemory.cli import app, friendly_errors, out
 from videomemory.cli_memory import StoreOpt, TenantOpt, _store, _video
 from videomemory.errors import InvalidArgument
@@ -66,8 +67,20 @@ def search(
     limit: int = typer.Option(10, "--limit", help="Hits per page (1..100)."),
     page_token: str = typer.Option("", "--page-token", help="Continue a previous search (its next page token)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per hit, then the page info."),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
 ) -> None:
     """Find the moments that match a text, an image or a frame; one hit per segment."""
+    if server:
+        with remote.client(server, api_key) as c:
+            page = c.search(text=query, image=image.read_bytes() if image else None, frame=frame, page_size=limit,
+                            page_token=page_token, videos=[remote.video_name(c, v) for v in video],
+                            start_ms=round(start * 1000) if start else 0, end_ms=round(end * 1000) if end else 0,
+                            content_classes=list(content_class))
+            for hit in page.hits:
+                remote.emit(hit)
+            typer.echo(json.dumps({"next_page_token": page.next_page_token, "embedder": page.embedder}))
+        return
     from videomemory.retrieval.search import SearchFilter
     from videomemory.retrieval.search import search as run_search
 
@@ -115,9 +128,19 @@ def clip(
     store: Optional[str] = StoreOpt,
     tenant: str = TenantOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the package as JSON (no pixels)."),
+    server: Optional[str] = remote.ServerOpt,
+    api_key: Optional[str] = remote.ApiKeyOpt,
 ) -> None:
     """Cut a self-contained clip that fits a token budget: anchor (re-synthesised if needed) + changed cells."""
     from videomemory.retrieval.clips import get_clip
+
+    if server:
+        with remote.client(server, api_key) as c:
+            msg = c.get_clip(remote.video_name(c, key), round(start * 1000), round(end * 1000), budget, plan=plan)
+            if out_dir is not None:
+                remote.save_clip(msg, out_dir)
+            remote.emit(msg)
+        return
 
     st = _store(store)
     v = _video(st, tenant, key)

@@ -240,3 +240,37 @@ def test_a_live_stream_is_searchable_gop_by_gop_and_stored_like_a_file(server, v
         with pytest.raises(grpc.RpcError) as err:
             client.ingest_frames("broken-cam", iter([(b"not an image", 0)]))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "image" in err.value.details()
+
+
+def test_cli_commands_go_through_the_server_with_server(server, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from videomemory.cli import app
+
+    target, uri, inbox = server
+    run = CliRunner().invoke
+    common = ["--server", target, "--api-key", "key-alpha"]
+    res = run(app, ["index", str(inbox / "objects.mp4"), *common])
+    assert res.exit_code == 0, res.output
+    name = json.loads(res.stdout.splitlines()[0])["video"]
+    res = run(app, ["list", *common])
+    assert name in [json.loads(line)["name"] for line in res.stdout.splitlines()]
+    query = tmp_path / "q.png"
+    from PIL import Image
+
+    Image.fromarray(frame_at(inbox / "objects.mp4", 2.2)).save(query)
+    res = run(app, ["search", "--image", str(query), "--limit", "1", *common])
+    hit = json.loads(res.stdout.splitlines()[0])
+    assert hit["video"] == name
+    res = run(app, ["clip", name.rsplit("/", 1)[1][:8], "--start", "1.2", "--end", "4", "--budget", "500", "--out", str(tmp_path / "pkg"), *common])
+    assert res.exit_code == 0, res.output
+    clip = json.loads(res.stdout)
+    assert clip["parts"][0]["resynthesised"] and (tmp_path / "pkg" / "clip.json").is_file()
+    res = run(app, ["cite", f"see {hit['tag']}", *common])
+    assert res.exit_code == 0 and json.loads(res.stdout)["resolved"]["frame"] == hit["frame"]
+    res = run(app, ["usage", *common])
+    assert json.loads(res.stdout)["videos"] >= 1
+    res = run(app, ["list", "--server", target, "--api-key", "nope"])
+    assert res.exit_code == 2 and "UNAUTHENTICATED" in res.output
