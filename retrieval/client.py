@@ -39,9 +39,11 @@ _RETRY = json.dumps(
 class VideoMemoryClient:
     """Typed calls to a videomemory server."""
 
-    def __init__(self, target: str, api_key: str | None = None, *, timeout: float = 60.0, tls: bool = False) -> None:
+    def __init__(self, target: str, api_key: str | None = None, *, timeout: float = 60.0, tls: bool = False,
+                 root_cert: bytes | None = None) -> None:
+        """Connect to ``target``; ``tls`` verifies the server with the system roots or ``root_cert`` (PEM)."""
         options = [("grpc.service_config", _RETRY), ("grpc.enable_retries", 1), ("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        creds = grpc.ssl_channel_credentials() if tls else None
+        creds = grpc.ssl_channel_credentials(root_certificates=root_cert) if tls or root_cert else None
         self.channel = grpc.secure_channel(target, creds, options) if creds else grpc.insecure_channel(target, options)
         self.stub = rpc.VideoMemoryStub(self.channel)
         self.metadata = (("x-api-key", api_key),) if api_key else ()
