@@ -219,6 +219,17 @@ class Store:
         rows.sort(key=lambda r: r["video_key"])
         return [Video.from_row(r) for r in rows[:page_size]]
 
+    def all_videos(self, tenant: str) -> list[Video]:
+        """Every visible video of ``tenant``, ordered by key (read page by page)."""
+        videos: list[Video] = []
+        after = ""
+        while True:
+            page = self.list_videos(tenant, page_size=1000, after_key=after)
+            videos += page
+            if len(page) < 1000:
+                return videos
+            after = page[-1].key
+
     def delete_video(self, tenant: str, key: str) -> Video:
         """Delete a ready video and all its rows; the video row goes first, so readers never see a part."""
         video = self.get_video(tenant, key)

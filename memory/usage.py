@@ -74,13 +74,7 @@ def usage(store: Store, tenant: str, forecast_minutes: float = 60.0, mix: dict[s
     bad = [c for c in (mix or {}) if c not in CLASSES]
     if bad:
         raise InvalidArgument(f"unknown content class(es) {bad}: use {', '.join(CLASSES)}")
-    videos, after = [], ""
-    while True:
-        page = store.list_videos(tenant, page_size=1000, after_key=after)
-        videos += page
-        if len(page) < 1000:
-            break
-        after = page[-1].key
+    videos = store.all_videos(tenant)
     per_class: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])  # segments, minutes, tokens
     rates = []
     for v in videos:

@@ -105,15 +105,10 @@ def embed_missing(
 ) -> int:
     """Embed every ready video of ``tenant`` that has no complete vectors of ``embedder``; returns how many videos."""
     done = 0
-    after = ""
-    while True:
-        page = store.list_videos(tenant, page_size=1000, after_key=after)
-        for video in page:
-            if not store.has_embeddings(video, embedder.name):
-                n = embed_video(store, video, embedder)
-                done += 1
-                if on_video:
-                    on_video(video, n)
-        if len(page) < 1000:
-            return done
-        after = page[-1].key
+    for video in store.all_videos(tenant):
+        if not store.has_embeddings(video, embedder.name):
+            n = embed_video(store, video, embedder)
+            done += 1
+            if on_video:
+                on_video(video, n)
+    return done

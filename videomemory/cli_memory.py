@@ -196,13 +196,7 @@ def list_videos(
                 remote.emit(v)
         return
     st = _store(store)
-    videos, after = [], ""
-    while True:
-        page = st.list_videos(tenant, page_size=1000, after_key=after)
-        videos += page
-        if len(page) < 1000:
-            break
-        after = page[-1].key
+    videos = st.all_videos(tenant)
     if as_json:
         for v in videos:
             typer.echo(json.dumps(v.to_dict(), default=str))
