@@ -26,6 +26,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from videomemory.codec.config import Grid
 from videomemory.codec.gop import I
 from videomemory.codec.residual import GopCode
 from videomemory.codec.tokens import Rect, TokenModel
-from videomemory.errors import BudgetTooSmall, InvalidArgument
+from videomemory.errors import BudgetTooSmall, Cancelled, InvalidArgument
 from videomemory.memory import records
 from videomemory.memory import schema as S
 from videomemory.memory.ids import FrameId
@@ -296,7 +297,8 @@ class GopCache:
 GOPS = GopCache()
 
 
-def _load(store: Store, video: Video, first_ms: int, end_ms: int) -> tuple[list[dict[str, Any]], list[tuple[GopCode, int, int]], list[np.ndarray]]:
+def _load(store: Store, video: Video, first_ms: int, end_ms: int, cancelled: Callable[[], bool] | None = None
+          ) -> tuple[list[dict[str, Any]], list[tuple[GopCode, int, int]], list[np.ndarray]]:
     """Rows of the frames in [first_ms, end_ms), their GOPs' code (with where the clip enters and leaves each), images."""
     columns = [f.name for f in S.FRAMES if f.name != "code"]
     rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms)), columns).to_pylist()
@@ -306,6 +308,8 @@ def _load(store: Store, video: Video, first_ms: int, end_ms: int) -> tuple[list[
     if missing:  # the whole of each missing GOP, code included, in one query
         code_rows = store.frames(video, col("gop").isin(missing), ["gop", "pos", "ms", "code_format", "code"]).to_pylist()
         for g in missing:
+            if cancelled is not None and cancelled():
+                raise Cancelled(f"the clip request was cancelled after {len(missing)} GOPs were asked for; nothing was changed")
             code = records.gop_code(sorted((r for r in code_rows if r["gop"] == g), key=lambda r: r["pos"]))
             frames = code.frames()
             GOPS.put((video.key, video.ingest_id, g), code, frames)
@@ -328,8 +332,12 @@ def get_clip(
     end_ms: int,
     token_budget: int,
     plan: str = "adaptive",
+    cancelled: Callable[[], bool] | None = None,
 ) -> Clip:
-    """A self-contained clip of ``[start_ms, end_ms)`` whose prompt package fits ``token_budget``."""
+    """A self-contained clip of ``[start_ms, end_ms)`` whose prompt package fits ``token_budget``.
+
+    ``cancelled`` is asked between GOP rebuilds; when it says so the work stops with ``Cancelled``.
+    """
     if plan not in PLANS:
         raise InvalidArgument(
             f"plan {plan!r} is not one of {', '.join(PLANS)} (the paper's 16-token P-frames need a trained "
@@ -354,7 +362,7 @@ def get_clip(
         )
     times = store.frames(video, col("ms") <= lit(start_ms), ["ms"])["ms"].to_pylist()
     first_ms = max(times) if times else 0
-    rows, codes, images = _load(store, video, first_ms, end_ms)
+    rows, codes, images = _load(store, video, first_ms, end_ms, cancelled)
     frames = [_Frame(r, img) for r, img in zip(rows, images)]
     model_cells = model.cells
     for i, f in enumerate(frames):

@@ -363,7 +363,8 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
         def run() -> pb.Clip:
             key = self._video_key(tenant, request.video, "video")
             self._check_time(context)
-            c = get_clip(self.store, tenant, key, request.start_ms, request.end_ms, request.token_budget, request.plan or "adaptive")
+            c = get_clip(self.store, tenant, key, request.start_ms, request.end_ms, request.token_budget, request.plan or "adaptive",
+                         cancelled=lambda: not context.is_active())
             parts = []
             for p in c.parts:
                 crops = [pb.Crop(x0=x.box[0], y0=x.box[1], x1=x.box[2], y1=x.box[3], tokens=x.cells, png=_png(x.image)) for x in p.crops]
@@ -435,13 +436,14 @@ def _usage_pb(u: Usage) -> pb.Usage:
     )
 
 
-def build_server(config: ServerConfig) -> tuple[grpc.Server, int, VideoMemoryService]:
+def build_server(config: ServerConfig, interceptors: tuple[grpc.ServerInterceptor, ...] = ()) -> tuple[grpc.Server, int, VideoMemoryService]:
     """A started-ready server with the service, health and reflection; returns (server, bound port, service)."""
     if not config.single_tenant and not config.api_keys:
         raise FailedPrecondition("no API keys configured: pass --api-keys FILE or set $VIDEOMEMORY_API_KEYS, "
                                  "or --insecure-single-tenant for local use")
     options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_RESPONSE)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="videomemory-rpc"), options=options)
+    pool = futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="videomemory-rpc")
+    server = grpc.server(pool, options=options, interceptors=interceptors)
     service = VideoMemoryService(config)
     rpc.add_VideoMemoryServicer_to_server(service, server)
     health_servicer = health.HealthServicer()

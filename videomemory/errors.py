@@ -66,3 +66,9 @@ class DeadlineExceeded(VideoMemoryError):
     """The caller's deadline passed before the work could be done; nothing was changed."""
 
     status = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(VideoMemoryError):
+    """The caller went away (cancelled, or its deadline passed) and the work was stopped."""
+
+    status = "CANCELLED"

@@ -116,3 +116,21 @@ def test_every_cite_tag_in_a_package_resolves_to_its_frame(indexed, tmp_path):
     for cite, part in zip(cites, clip.parts):
         assert cite.resolved is not None and cite.resolved.exact and cite.resolved.frame == part.frame
         assert psnr(cite.resolved.image, sampled[part.frame.ms]) >= 38.0
+
+
+def test_a_cancelled_clip_request_stops_before_rebuilding(indexed):
+    from videomemory.errors import Cancelled
+    from videomemory.retrieval.clips import GOPS
+
+    store, key, _ = indexed
+    GOPS.clear()
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return True  # the caller has gone away
+
+    with pytest.raises(Cancelled):
+        get_clip(store, "default", key, 0, 6000, 4000, cancelled=cancelled)
+    assert asked == [1] and GOPS.get((key, store.get_video("default", key).ingest_id, 0)) is None  # nothing rebuilt
+    assert get_clip(store, "default", key, 0, 6000, 4000, cancelled=lambda: False).tokens > 0
