@@ -80,9 +80,26 @@ class SampledFrame:
         )
 
 
+NETWORK_TIMEOUT_US = 15_000_000  # a stalled network read fails after 15 s instead of hanging
+
+
+def is_uri(source: str | os.PathLike[str]) -> bool:
+    """True for a network URI (``scheme://...`` other than ``file://``), which FFmpeg opens itself."""
+    text = str(source)
+    return "://" in text and not text.startswith("file://")
+
+
 def _open(source: str | os.PathLike[str]) -> av.container.InputContainer:
-    """Open ``source`` for reading, turning every failure into NotFound or InvalidVideo."""
-    path = Path(source)
+    """Open ``source`` (a path, ``file://`` or a network URI) for reading; failures become NotFound or InvalidVideo."""
+    if is_uri(source):
+        try:
+            return av.open(str(source), mode="r", options={"rw_timeout": str(NETWORK_TIMEOUT_US)}, timeout=NETWORK_TIMEOUT_US / 1e6)
+        except av.error.FFmpegError as e:
+            if isinstance(e, (av.error.FileNotFoundError, av.error.HTTPNotFoundError)):
+                raise NotFound(f"{source}: not found at that URI") from e
+            raise InvalidVideo(str(source), f"cannot be opened as a video ({_ffmpeg_reason(e)})",
+                               "check the URI is reachable from this machine and serves a video") from e
+    path = Path(str(source).removeprefix("file://"))
     if not path.exists():
         raise NotFound(f"{source}: no such file")
     if path.is_dir():

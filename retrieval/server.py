@@ -4,7 +4,8 @@ Each RPC authenticates the caller (an API key in metadata maps to a tenant), par
 names (another tenant's name is NOT_FOUND, like a missing one), calls the library function of the
 same name, and converts the result. Library errors become statuses in ``retrieval.status``.
 A path the server opens for a client must resolve (symlinks followed) under a configured ingest
-root; anything else is PERMISSION_DENIED. Deadlines are checked before heavy work, and a
+root, and a network URI must start with a configured URI root (no '.' or '..' segments); anything
+else is PERMISSION_DENIED. Deadlines are checked before heavy work, and a
 cancelled or expired ingest stops and stores nothing.
 """
 
@@ -20,6 +21,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
 import grpc
 import numpy as np
@@ -28,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from PIL import Image, UnidentifiedImageError
 
 from videomemory.codec.config import CodecConfig, PlanConfig
+from videomemory.codec.decode import is_uri
 from videomemory.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
 from videomemory.memory import ids
 from videomemory.memory.ingest import Progress, ingest_video
@@ -133,7 +136,8 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
         self.config = config
         self.store = Store(config.store)
         self.embedder: Embedder = load_embedder(config.embedder)
-        self.roots = [Path(r).resolve() for r in config.ingest_roots]
+        self.roots = [Path(r).resolve() for r in config.ingest_roots if not is_uri(r)]
+        self.uri_roots = [r if r.endswith("/") else r + "/" for r in config.ingest_roots if is_uri(r)]
         self._ingest_lock = threading.Lock()  # one ingest codes at a time; others queue
 
     # ------------------------------------------------------------------ plumbing
@@ -209,8 +213,18 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
     # ------------------------------------------------------------------ ingest
 
     def _allowed_path(self, uri: str) -> str:
-        if "://" in uri and not uri.startswith("file://"):
-            raise PermissionDenied(f"{uri}: the server only opens local paths under its ingest roots; upload the bytes instead")
+        """``uri`` when it lies under an ingest root (a folder, or a URI prefix such as ``https://media/x/``)."""
+        if is_uri(uri):
+            parts = urlsplit(uri)
+            segments = unquote(parts.path).split("/")
+            if ".." in segments or "." in segments:
+                raise PermissionDenied(f"{uri}: '.' and '..' are not allowed in an ingest URI")
+            for root in self.uri_roots:
+                r = urlsplit(root)
+                if (parts.scheme, parts.netloc) == (r.scheme, r.netloc) and unquote(parts.path).startswith(unquote(r.path)):
+                    return uri
+            where = ", ".join(self.uri_roots) or "none configured (start the server with --ingest-root https://host/path/)"
+            raise PermissionDenied(f"{uri}: not under the server's ingest URI roots ({where}); upload the bytes instead")
         path = Path(uri.removeprefix("file://")).resolve()  # follows symlinks and '..'
         if not any(path == root or root in path.parents for root in self.roots):
             where = ", ".join(map(str, self.roots)) or "none configured (start the server with --ingest-root DIR)"

@@ -188,7 +188,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(50051, "--port", help="Port (0: pick a free one; the chosen port is printed)."),
     workers: int = typer.Option(8, "--workers", help="RPCs served at once."),
-    ingest_root: list[str] = typer.Option([], "--ingest-root", help="Folder clients may ingest from by path (repeatable)."),
+    ingest_root: list[str] = typer.Option([], "--ingest-root", help="Folder (or URI prefix, e.g. https://media.example/archive/) clients may ingest from (repeatable)."),
     api_keys: Optional[str] = typer.Option(None, "--api-keys", help="JSON file {\"KEY\": \"tenant\"}; also $VIDEOMEMORY_API_KEYS=KEY=tenant,..."),
     insecure_single_tenant: bool = typer.Option(False, "--insecure-single-tenant", help="No keys: every call is tenant 'default' (local use only)."),
     embedder: Optional[str] = EmbedderOpt,

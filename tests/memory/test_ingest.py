@@ -236,3 +236,18 @@ def test_kill_9_during_an_archive_job_then_a_rerun_indexes_every_video_exactly_o
     assert len(videos_after) == 4
     for v in videos_after:
         _assert_exactly_once(Store(uri), "default", v.key)
+
+
+def test_a_video_over_http_gets_the_same_key_and_code_as_the_local_file(videos, store):
+    from http_range import serve_folder
+
+    from videomemory.memory.resolve import resolve_frame
+
+    local = ingest_video(store, videos["cuts"], tenant="local")
+    with serve_folder(videos["cuts"].parent) as base:
+        remote = ingest_video(store, base + videos["cuts"].name, tenant="remote")
+        assert remote.key == local.key and remote.frames == local.frames and remote.source_bytes == 0
+        r = resolve_frame(store, "remote", FrameId(remote.key, 2500), full_resolution=True)
+        assert r.image_origin == "source" and r.source_uri.startswith("http://")
+        with pytest.raises(NotFound):
+            ingest_video(store, base + "missing.mp4")

@@ -14,6 +14,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from http_range import serve_folder
+
 from videomemory.bench import synth
 from videomemory.codec.decode import frame_at
 from videomemory.memory.store import Store
@@ -23,6 +25,7 @@ from videomemory.v1 import video_memory_pb2 as pb
 from videomemory.v1 import video_memory_pb2_grpc as rpc
 
 KEYS = "key-alpha=alpha,key-beta=beta"
+SERVER_HTTP_ROOT: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,19 @@ def server(tmp_path_factory, videos):
         shutil.copy(videos[name], inbox / f"{name}.mp4")
     uri = str(root / "store")
     env = dict(os.environ, VIDEOMEMORY_API_KEYS=KEYS)
-    cmd = [sys.executable, "-m", "videomemory", "serve", "--store", uri, "--port", "0", "--ingest-root", str(inbox), "--workers", "4"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if "serving" not in line:
-        proc.kill()
-        pytest.fail(f"server did not start: {line}{proc.stderr.read()}")
-    target = "127.0.0.1:" + line.rsplit(":", 1)[1].strip()
-    yield target, uri, inbox
-    proc.terminate()
-    proc.wait(10)
+    with serve_folder(inbox) as http_root:  # the inbox over HTTP too: a URI root
+        cmd = [sys.executable, "-m", "videomemory", "serve", "--store", uri, "--port", "0", "--ingest-root", str(inbox),
+               "--ingest-root", http_root, "--workers", "4"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        if "serving" not in line:
+            proc.kill()
+            pytest.fail(f"server did not start: {line}{proc.stderr.read()}")
+        target = "127.0.0.1:" + line.rsplit(":", 1)[1].strip()
+        SERVER_HTTP_ROOT.append(http_root)
+        yield target, uri, inbox
+        proc.terminate()
+        proc.wait(10)
 
 
 def _counts(uri: str) -> dict[str, int]:
@@ -274,3 +280,21 @@ def test_cli_commands_go_through_the_server_with_server(server, tmp_path):
     assert json.loads(res.stdout)["videos"] >= 1
     res = run(app, ["list", "--server", target, "--api-key", "nope"])
     assert res.exit_code == 2 and "UNAUTHENTICATED" in res.output
+
+
+def test_network_uris_under_a_uri_root_are_ingested_and_others_refused(server):
+    target, uri, inbox = server
+    base = SERVER_HTTP_ROOT[-1]
+    with VideoMemoryClient(target, "key-beta") as c:
+        video = c.ingest_video(base + "objects.mp4")  # over HTTP, read by the server's FFmpeg
+        assert video.frames == 12 and video.source_uri == base + "objects.mp4"
+        with VideoMemoryClient(target, "key-alpha") as alpha:
+            local = alpha.ingest_video(inbox / "objects.mp4")
+        assert video.name.rsplit("/", 1)[1] == local.name.rsplit("/", 1)[1]  # same content, same key
+        for bad in ("http://example.invalid/x.mp4", base + "../store/x.mp4", base + "a/%2e%2e/objects.mp4"):
+            with pytest.raises(grpc.RpcError) as err:
+                c.ingest_video(bad)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, bad
+        with pytest.raises(grpc.RpcError) as err:
+            c.ingest_video(base + "missing.mp4")
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
