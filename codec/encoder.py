@@ -37,6 +37,7 @@ class EncodedFrame:
     image: np.ndarray = field(repr=False)  # (H, W, 3) uint8, the frame as rebuilt from the code
     psnr: float  # of ``image`` against the sampled frame, dB (inf when identical)
     nbytes: int  # stored size of this frame's code in bytes
+    data: bytes = field(default=b"", repr=False)  # the stored code: anchor image bytes or serialised P-code
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -77,9 +78,10 @@ class Encoder:
             energy = pcode.energy
         plan = self.planner.plan(code.role, code.reason, energy)
         self._rec = rec
-        nbytes = anchor.nbytes if anchor is not None else len(pcode.to_bytes())  # type: ignore[union-attr]
+        # Serialised once, here: what the store keeps and what the frame weighs.
+        data = anchor.data if anchor is not None else pcode.to_bytes(self.config.residual.zstd_level)  # type: ignore[union-attr]
         image = rec.permute(1, 2, 0).cpu().numpy()
-        return EncodedFrame(code, anchor, pcode, energy, plan, image, psnr(rec, cur), nbytes)
+        return EncodedFrame(code, anchor, pcode, energy, plan, image, psnr(rec, cur), len(data), data)
 
 
 def encode_stream(

@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from videomemory.codec.config import CodecConfig
-from videomemory.codec.decode import probe, sample_frames
-from videomemory.codec.encoder import EncodedFrame, Encoder
-from videomemory.codec.gop import I
-from videomemory.codec.stats import content_stats
+from videomemory.codec.decode import is_uri, probe, sample_frames
+from videomemory.codec.encoder import Encoder
 from videomemory.errors import InvalidArgument, NotFound, VideoMemoryError
 from videomemory.memory import records
 from videomemory.memory.ids import video_key
@@ -138,7 +136,7 @@ def _duration_ms(declared_s: float | None, last_ms: int, fps: float) -> int:
 
 
 def _source_uri(source: str) -> str:
-    return source if "://" in source else str(Path(source).resolve())
+    return source if is_uri(source) else str(Path(source).resolve())
 
 
 def ingest_video(
@@ -158,11 +156,11 @@ def ingest_video(
     ``key`` skips hashing when the caller already has the content key.
     """
     t0 = time.perf_counter()
-    source = str(source)
+    source = str(source).removeprefix("file://")  # a local file by URI is stored by its path
     info = probe(source)
     key = key or video_key(source)
     result = IngestResult(source, "indexed", key=key, duration_s=info.duration_s or 0.0)
-    result.source_bytes = Path(source).stat().st_size if "://" not in source else 0
+    result.source_bytes = 0 if is_uri(source) else Path(source).stat().st_size
     ingest = store.begin(tenant, key, _source_uri(source), replace=replace)
     if ingest is None:
         video = store.get_video(tenant, key)
@@ -174,33 +172,22 @@ def ingest_video(
     if on_progress:
         on_progress(Progress("start", source, duration_s=info.duration_s))
     encoder = Encoder(config, device)
-    kept: list[EncodedFrame] = []  # every frame without pixels or code: statistics
-    gop: list[EncodedFrame] = []
-    rows: list[dict[str, Any]] = []
-    segments: list[dict[str, Any]] = []
-    stored = 0
+    buf = records.RowBuffer(config.fps)
     try:
         for frame in _prefetch(sample_frames(source, config.fps, config.grid, strict=strict)):
             f = encoder.push(frame)
-            if f.code.role == I and gop:
-                segments.append(records.segment_row(gop, f.code.pts_ms, config.fps))
-                gop = []
-            rows.append(records.frame_row(f))
-            stored += f.nbytes
-            if len(rows) >= FRAME_BATCH:  # one append per batch: few LanceDB fragments and versions
-                ingest.add_frames(rows)
-                ingest.add_segments(segments)
-                rows, segments = [], []
-            light = records.light(f)
-            gop.append(light)
-            kept.append(light)
+            if buf.closes_gop(f):
+                buf.close_gop(f.code.pts_ms)
+            buf.add(f)
+            if len(buf.rows) >= FRAME_BATCH:  # one append per batch: few LanceDB fragments and versions
+                buf.flush(ingest)
             if on_progress:
-                on_progress(Progress("frame", source, len(kept), frame.time_s, info.duration_s))
-        ingest.add_frames(rows)
-        duration_ms = _duration_ms(info.duration_s, kept[-1].code.pts_ms, config.fps)
-        ingest.add_segments(segments + [records.segment_row(gop, duration_ms, config.fps)])
-        stats = content_stats(kept, config.fps)
-        row = records.video_row(stats, config=config, duration_ms=duration_ms, segments=ingest.segments, stored_bytes=stored)
+                on_progress(Progress("frame", source, len(buf.kept), frame.time_s, info.duration_s))
+        duration_ms = _duration_ms(info.duration_s, buf.kept[-1].code.pts_ms, config.fps)
+        buf.close_gop(duration_ms)
+        buf.flush(ingest)
+        stats = buf.stats()
+        row = records.video_row(stats, config=config, duration_ms=duration_ms, segments=ingest.segments, stored_bytes=buf.stored)
         row |= {
             "source_uri": _source_uri(source),
             "source_bytes": result.source_bytes,
@@ -215,7 +202,7 @@ def ingest_video(
         ingest.abort()
         raise
     result.status = "replaced" if replace and ingest._expected != ingest.ingest_id else "indexed"
-    result.frames, result.segments, result.stored_bytes = len(kept), ingest.segments, stored
+    result.frames, result.segments, result.stored_bytes = len(buf.kept), ingest.segments, buf.stored
     result.duration_s = duration_ms / 1000
     result.tokens_per_min, result.content_class = stats.tokens_per_min, stats.content_class
     result.seconds = time.perf_counter() - t0

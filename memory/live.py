@@ -23,8 +23,6 @@ from PIL import Image
 from videomemory.codec.config import CodecConfig
 from videomemory.codec.decode import SampledFrame
 from videomemory.codec.encoder import EncodedFrame, Encoder
-from videomemory.codec.gop import I
-from videomemory.codec.stats import content_stats
 from videomemory.errors import FailedPrecondition, InvalidArgument
 from videomemory.memory import records
 from videomemory.memory.ids import KEY_HEX
@@ -78,10 +76,7 @@ class LiveIngest:
         self._pending: tuple[np.ndarray, int, float] | None = None  # frame waiting for its end time
         self._source_index = -1
         self._sampled = 0
-        self._gop: list[EncodedFrame] = []
-        self._rows: list[dict[str, Any]] = []
-        self._kept: list[EncodedFrame] = []
-        self._stored = 0
+        self._buf = records.RowBuffer(config.fps)
 
     def push(self, image: np.ndarray, time_s: float) -> Video | None:
         """Add the next source frame ((H, W, 3) uint8 RGB, its time in s); returns the video when a GOP was published."""
@@ -115,30 +110,21 @@ class LiveIngest:
         frame = SampledFrame.from_array(_to_grid(image, grid.width, grid.height), self._sampled, t, source_index)
         self._sampled += 1
         f = self.encoder.push(frame)
-        published = None
-        if f.code.role == I and self._gop:
-            published = self._publish(f.code.pts_ms)
-        self._rows.append(records.frame_row(f))
-        self._stored += f.nbytes
-        light = records.light(f)
-        self._gop.append(light)
-        self._kept.append(light)
+        published = self._publish(f.code.pts_ms) if self._buf.closes_gop(f) else None
+        self._buf.add(f)
         return published
 
     def _row(self, duration_ms: int) -> dict[str, Any]:
         assert self.ingest is not None
-        stats = content_stats(self._kept, self.config.fps)
-        row = records.video_row(stats, config=self.config, duration_ms=duration_ms, segments=self.ingest.segments,
-                                stored_bytes=self._stored)
+        row = records.video_row(self._buf.stats(), config=self.config, duration_ms=duration_ms, segments=self.ingest.segments,
+                                stored_bytes=self._buf.stored)
         grid = self.config.grid
         return row | {"source_uri": f"live:{self.name}", "width": grid.width, "height": grid.height}
 
     def _write_gop(self, end_ms: int) -> list[EncodedFrame]:
         assert self.ingest is not None
-        gop = self._gop
-        self.ingest.add_frames(self._rows)
-        self.ingest.add_segments([records.segment_row(gop, end_ms, self.config.fps)])
-        self._rows, self._gop = [], []
+        gop = self._buf.close_gop(end_ms)
+        self._buf.flush(self.ingest)
         return gop
 
     def _publish(self, end_ms: int) -> Video:
@@ -160,7 +146,7 @@ class LiveIngest:
             if self._k * self._step <= t or self._sampled == 0:
                 self._code(img, index, t)
             self._pending = None
-        end_ms = self._kept[-1].code.pts_ms + round(1000 / self.config.fps)
+        end_ms = self._buf.kept[-1].code.pts_ms + round(1000 / self.config.fps)
         gop = self._write_gop(end_ms)
         self.video = self.ingest.commit(self._row(end_ms) | {"frames": self.ingest.frames})
         if self.on_publish:

@@ -6,28 +6,28 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from videomemory.codec.config import CodecConfig
 from videomemory.codec.encoder import EncodedFrame
+from videomemory.codec.gop import I
 from videomemory.codec.residual import AnchorCode, GopCode, PCode
 from videomemory.codec.stats import ContentStats, content_stats
 from videomemory.errors import DataLoss, InvalidArgument
 
 PCODE = "pcode"
 
+if TYPE_CHECKING:
+    from videomemory.memory.store import Ingest
+
 
 def frame_row(f: EncodedFrame) -> dict[str, Any]:
     """The ``frames`` row of one encoded frame (its code included)."""
     c = f.code
     summary = c.summary()
-    if f.anchor is not None:
-        fmt, code = f.anchor.format, f.anchor.data
-    else:
-        assert f.pcode is not None
-        fmt, code = PCODE, f.pcode.to_bytes()
+    fmt = f.anchor.format if f.anchor is not None else PCODE
     return {
         "ms": c.pts_ms,
         "time_s": float(c.pts_ms) / 1000.0,
@@ -47,7 +47,7 @@ def frame_row(f: EncodedFrame) -> dict[str, Any]:
         "rects": [{"row": r.row, "col": r.col, "rows": r.rows, "cols": r.cols} for r in f.plan.rects],
         "psnr": f.psnr if math.isfinite(f.psnr) else 99.0,  # identical: cap so JSON stays valid
         "code_format": fmt,
-        "code": code,
+        "code": f.data,
     }
 
 
@@ -101,7 +101,7 @@ def video_row(stats: ContentStats, *, config: CodecConfig, duration_ms: int, seg
 
 def light(f: EncodedFrame) -> EncodedFrame:
     """The frame without its pixels and code (what statistics need), to keep long videos in memory."""
-    return replace(f, image=np.broadcast_to(np.zeros((), np.uint8), f.image.shape), anchor=None, pcode=None)
+    return replace(f, image=np.broadcast_to(np.zeros((), np.uint8), f.image.shape), anchor=None, pcode=None, data=b"")
 
 
 def gop_code(rows: Sequence[dict[str, Any]]) -> GopCode:
@@ -118,3 +118,47 @@ def gop_code(rows: Sequence[dict[str, Any]]) -> GopCode:
         except InvalidArgument as exc:
             raise DataLoss(f"stored code of the frame at {r.get('ms')} ms: {exc}") from None
     return GopCode(anchor, tuple(p_codes))
+
+
+class RowBuffer:
+    """A video's rows as its frames are coded: frame rows, the segment rows of closed GOPs, and statistics input.
+
+    Shared by file ingest (flushed in batches) and live streams (flushed GOP by GOP); frames are
+    kept without pixels or code (``light``) for the statistics.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.rows: list[dict[str, Any]] = []  # frame rows not yet written
+        self.segments: list[dict[str, Any]] = []  # segment rows not yet written
+        self.gop: list[EncodedFrame] = []  # the open GOP
+        self.kept: list[EncodedFrame] = []  # every frame so far
+        self.stored = 0  # bytes of code so far
+
+    def closes_gop(self, f: EncodedFrame) -> bool:
+        """Whether ``f`` is an anchor that ends an open GOP."""
+        return f.code.role == I and bool(self.gop)
+
+    def close_gop(self, end_ms: int) -> list[EncodedFrame]:
+        """Make the open GOP's segment row (``end_ms`` exclusive); returns its frames."""
+        gop, self.gop = self.gop, []
+        self.segments.append(segment_row(gop, end_ms, self.fps))
+        return gop
+
+    def add(self, f: EncodedFrame) -> None:
+        """Buffer a coded frame's row and keep it for the statistics."""
+        self.rows.append(frame_row(f))
+        self.stored += f.nbytes
+        kept = light(f)
+        self.gop.append(kept)
+        self.kept.append(kept)
+
+    def flush(self, ingest: "Ingest") -> None:
+        """Append the buffered frame and segment rows to an ingest (still invisible until it commits)."""
+        ingest.add_frames(self.rows)
+        ingest.add_segments(self.segments)
+        self.rows, self.segments = [], []
+
+    def stats(self) -> ContentStats:
+        """Content statistics of every frame so far."""
+        return content_stats(self.kept, self.fps)

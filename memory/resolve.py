@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 from lancedb.expr import col, lit
 
-from videomemory.codec.decode import frame_at
+from videomemory.codec.decode import frame_at, is_uri
 from videomemory.codec.tokens import SKIP
 from videomemory.errors import DataLoss, InvalidArgument, NotFound, VideoMemoryError
 from videomemory.memory import records
@@ -132,7 +132,7 @@ def _gop_rows(store: Store, video: Video, gop: int, upto: int) -> list[dict[str,
 def _source_image(video: Video, time_s: float) -> tuple[np.ndarray | None, str]:
     """Full-resolution source frame, or None and why not."""
     uri = video.source_uri
-    if "://" not in uri:
+    if not is_uri(uri):
         path = Path(uri)
         if not path.is_file():
             return None, f"source {uri} is not reachable; image rebuilt from the code instead"

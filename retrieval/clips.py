@@ -197,10 +197,15 @@ class Clip:
         return [{"role": "user", "content": content}]
 
 
-def _data_url(image: np.ndarray) -> str:
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """An (H, W, 3) uint8 image as PNG bytes (level 1 trades size for speed where latency counts)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    Image.fromarray(image).save(buf, "PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def _data_url(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 @dataclass

@@ -38,7 +38,7 @@ from videomemory.memory.live import LiveIngest
 from videomemory.memory.resolve import Resolved, resolve_citations, resolve_frame
 from videomemory.memory.store import Store, Video
 from videomemory.memory.usage import Usage, usage
-from videomemory.retrieval.clips import get_clip
+from videomemory.retrieval.clips import get_clip, png_bytes
 from videomemory.retrieval.embed import Embedder, load_embedder
 from videomemory.retrieval.search import SearchFilter, search
 from videomemory.retrieval.status import to_status
@@ -115,9 +115,7 @@ def _decode_image(data: bytes, field_name: str) -> np.ndarray:
 
 
 def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
+    return png_bytes(image, compress_level=1)  # fast: responses are built per call
 
 
 def _resolved_pb(tenant: str, r: Resolved) -> pb.ResolvedFrame:
