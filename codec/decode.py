@@ -17,11 +17,13 @@ nowhere else.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import av
 import numpy as np
@@ -33,6 +35,8 @@ MIN_SIDE = 16  # px; below this a 16x16 motion block does not fit
 MAX_SIDE = 8192  # px; above this one decoded frame alone is hundreds of MB
 TRUNCATION_SLACK_S = 1.0  # decoded end may fall short of the declared duration by this much
 TRUNCATION_RATIO = 0.9  # ... or by 10%, whichever is larger
+
+T = TypeVar("T")
 
 _HINT_REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4`"
 
@@ -226,6 +230,56 @@ def _frame_time(frame: av.VideoFrame, index: int, fallback_rate: Fraction | None
     return None
 
 
+def sampling_step(fps: float) -> Fraction:
+    """Seconds between sampling instants, exact (so instant k is exactly ``k / fps``)."""
+    if not fps > 0:
+        raise InvalidArgument(f"sampling rate must be > 0 frames/s, got {fps}")
+    return Fraction(fps).limit_denominator(1_000_000) ** -1
+
+
+class InstantSampler(Generic[T]):
+    """Which frames of a stream are on screen at the sampling instants ``k * step`` (files and live alike).
+
+    ``push`` frames in arrival order with their time since the first frame; it returns the
+    previous frame once a later one shows that it was on screen at an instant (each frame at most
+    once). A frame whose time is not after the pending one's replaces it (duplicate or
+    out-of-order timestamps). ``finish`` decides the last frame: a file knows when it leaves the
+    screen (its end time); a live stream does not, so its last frame counts only at instants up to
+    its own start.
+    """
+
+    def __init__(self, step: Fraction | float) -> None:
+        self.step = step
+        self.pending: tuple[T, int, Fraction | float] | None = None  # (frame, source index, time)
+        self.emitted = 0
+        self._k = 0  # the next sampling instant is k * step
+
+    def push(self, frame: T, index: int, t: Fraction | float) -> tuple[T, int, Fraction | float] | None:
+        """Take the next frame; return the pending one if it was on screen at an instant."""
+        out = None
+        if self.pending is not None:
+            if t <= self.pending[2]:
+                self.pending = (frame, index, self.pending[2])
+                return None
+            if self._k * self.step < t:
+                out = self.pending
+                self.emitted += 1
+                self._k = math.ceil(Fraction(t) / Fraction(self.step))  # the first instant at or after t (O(1) for any gap)
+        self.pending = (frame, index, t)
+        return out
+
+    def finish(self, end: Fraction | float | None = None) -> tuple[T, int, Fraction | float] | None:
+        """The last frame if it is on screen at an instant before ``end`` (None: only at its start), or if nothing was kept."""
+        if self.pending is None:
+            return None
+        last, self.pending = self.pending, None
+        shown = self._k * self.step < end if end is not None else self._k * self.step <= last[2]
+        if shown or self.emitted == 0:
+            self.emitted += 1
+            return last
+        return None
+
+
 def sample_frames(
     source: str | os.PathLike[str],
     fps: float = 2.0,
@@ -240,34 +294,28 @@ def sample_frames(
     fails to decode midway, raises ``InvalidVideo`` *after* the frames decoded so far, so a caller
     that commits atomically (as ingest does) stores nothing; ``strict=False`` keeps what decoded.
     """
-    if not fps > 0:
-        raise InvalidArgument(f"sampling rate must be > 0 frames/s, got {fps}")
+    step = sampling_step(fps)
     name = str(source)
-    step = Fraction(fps).limit_denominator(1_000_000) ** -1  # seconds between sampling instants
     with _open(source) as container:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO"
         rate, declared = _declared_timing(container, stream)
 
         t0: Fraction | None = None
-        pending: tuple[av.VideoFrame, int, Fraction] | None = None  # frame waiting for its end time
-        k = 0  # next sampling instant is k * step
-        n_sampled = 0
+        sampler: InstantSampler[av.VideoFrame] = InstantSampler(step)
         index = -1
         last_end = Fraction(0)
         error: Exception | None = None
 
-        def emit(frame: av.VideoFrame, src: int, t: Fraction) -> SampledFrame:
-            nonlocal n_sampled
-            out = SampledFrame(
+        def emit(kept: tuple[av.VideoFrame, int, Fraction]) -> SampledFrame:
+            frame, src, t = kept
+            return SampledFrame(
                 image=_to_rgb(frame, grid),
-                sampled_index=n_sampled,
+                sampled_index=sampler.emitted - 1,
                 source_index=src,
                 pts_ms=round(t * 1000),
                 time_s=float(t),
             )
-            n_sampled += 1
-            return out
 
         try:
             for frame in container.decode(stream):
@@ -279,27 +327,19 @@ def sample_frames(
                     raise InvalidVideo(name, "frames carry no timestamps and the stream declares no frame rate", _HINT_REENCODE)
                 if t0 is None:
                     t0 = t_abs
-                t = t_abs - t0
-                if pending is not None:
-                    p_frame, p_index, p_t = pending
-                    if t <= p_t:  # duplicate or out-of-order timestamp: the later frame replaces it
-                        pending = (frame, index, p_t)
-                        continue
-                    if k * step < t:  # the pending frame is on screen at instant k
-                        yield emit(p_frame, p_index, p_t)
-                        while k * step < t:
-                            k += 1
-                pending = (frame, index, t)
-                last_end = t
+                kept = sampler.push(frame, index, t_abs - t0)
+                if kept is not None:
+                    yield emit(kept)
+                last_end = sampler.pending[2]  # type: ignore[index]
         except av.error.FFmpegError as e:
             error = e
 
-        if pending is not None:
-            p_frame, p_index, p_t = pending
-            duration = frame_duration(p_frame, rate)
-            last_end = p_t + duration
-            if k * step < last_end or n_sampled == 0:
-                yield emit(p_frame, p_index, p_t)
+        if sampler.pending is not None:
+            last_frame, _, last_t = sampler.pending
+            last_end = last_t + frame_duration(last_frame, rate)
+            kept = sampler.finish(last_end)
+            if kept is not None:
+                yield emit(kept)
 
         if index < 0:
             reason = "contains a video stream but no decodable frames"

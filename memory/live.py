@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from videomemory.codec.config import CodecConfig
-from videomemory.codec.decode import SampledFrame
+from videomemory.codec.decode import InstantSampler, SampledFrame, sampling_step
 from videomemory.codec.encoder import EncodedFrame, Encoder
 from videomemory.errors import FailedPrecondition, InvalidArgument
 from videomemory.memory import records
@@ -70,12 +70,9 @@ class LiveIngest:
         self.ingest: Ingest | None = None
         self.video: Video | None = None
         self.key = ""
-        self._step = 1.0 / config.fps
         self._t0: float | None = None
-        self._k = 0  # next sampling instant is k / fps
-        self._pending: tuple[np.ndarray, int, float] | None = None  # frame waiting for its end time
+        self._sampler: InstantSampler[np.ndarray] = InstantSampler(sampling_step(config.fps))
         self._source_index = -1
-        self._sampled = 0
         self._buf = records.RowBuffer(config.fps)
 
     def push(self, image: np.ndarray, time_s: float) -> Video | None:
@@ -91,24 +88,12 @@ class LiveIngest:
             if self.ingest is None:
                 raise FailedPrecondition(f"stream {self.name!r} with this first frame is already stored as video {self.key}; "
                                          "delete it or use another stream name")
-        t = time_s - self._t0
-        published = None
-        if self._pending is not None:
-            p_img, p_index, p_t = self._pending
-            if t <= p_t:  # a repeated or out-of-order time: the later frame replaces it
-                self._pending = (arr, self._source_index, p_t)
-                return None
-            if self._k * self._step < t:  # the pending frame is on screen at instant k
-                published = self._code(p_img, p_index, p_t)
-                while self._k * self._step < t:
-                    self._k += 1
-        self._pending = (arr, self._source_index, t)
-        return published
+        kept = self._sampler.push(arr, self._source_index, time_s - self._t0)
+        return None if kept is None else self._code(*kept)
 
     def _code(self, image: np.ndarray, source_index: int, t: float) -> Video | None:
         grid = self.config.grid
-        frame = SampledFrame.from_array(_to_grid(image, grid.width, grid.height), self._sampled, t, source_index)
-        self._sampled += 1
+        frame = SampledFrame.from_array(_to_grid(image, grid.width, grid.height), self._sampler.emitted - 1, float(t), source_index)
         f = self.encoder.push(frame)
         published = self._publish(f.code.pts_ms) if self._buf.closes_gop(f) else None
         self._buf.add(f)
@@ -141,11 +126,9 @@ class LiveIngest:
         """Store the last GOP and commit the stream as a ready video."""
         if self.ingest is None:
             raise InvalidArgument("the stream sent no frames")
-        if self._pending is not None:
-            img, index, t = self._pending
-            if self._k * self._step <= t or self._sampled == 0:
-                self._code(img, index, t)
-            self._pending = None
+        last = self._sampler.finish()  # a stream's last frame has no known end: it counts at its own start
+        if last is not None:
+            self._code(*last)
         end_ms = self._buf.kept[-1].code.pts_ms + round(1000 / self.config.fps)
         gop = self._write_gop(end_ms)
         self.video = self.ingest.commit(self._row(end_ms) | {"frames": self.ingest.frames})

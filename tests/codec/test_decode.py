@@ -138,3 +138,27 @@ def test_live_frames_are_validated():
     for bad_image in (np.zeros((32, 48), np.uint8), np.zeros((32, 48, 3), np.float32), np.zeros((4, 4, 3), np.uint8)):
         with pytest.raises(InvalidArgument):
             SampledFrame.from_array(bad_image, sampled_index=0, time_s=0.0)
+
+
+def test_instant_sampler_keeps_the_frame_on_screen_at_each_instant_for_files_and_streams():
+    from fractions import Fraction
+
+    from videomemory.codec.decode import InstantSampler, sampling_step
+
+    step = sampling_step(2.0)  # instants 0, 0.5, 1.0, ...
+    s: InstantSampler[str] = InstantSampler(step)
+    times = [0.0, 0.2, 0.2, 0.6, 0.7, 3.0]  # a duplicate time, then a gap that spans 4 instants
+    kept = [s.push(f"f{i}", i, t) for i, t in enumerate(times)]
+    # f0 is on screen at 0; the duplicate f2 replaces f1 (at 0.2) and is on screen at 0.5; f3 (0.6) never is
+    # (f4 is, from 1.0 to 2.5, and counts once); f5 waits for its end.
+    assert [k[0] if k else None for k in kept] == [None, "f0", None, "f2", None, "f4"]
+    assert kept[3] == ("f2", 2, 0.2)  # the replacing frame keeps the replaced one's time
+    assert s.finish(end=Fraction(3)) is None  # a file whose last frame ends as instant 3.0 begins: not shown
+    s2: InstantSampler[str] = InstantSampler(step)
+    for i, t in enumerate([0.0, 3.0]):
+        s2.push(f"f{i}", i, t)
+    assert s2.finish() == ("f1", 1, 3.0) and s2.emitted == 2  # a stream: its last frame counts at its own start (instant 3.0)
+    # A time far in the future costs no loop over the instants in between.
+    s3: InstantSampler[str] = InstantSampler(step)
+    s3.push("a", 0, 0.0)
+    assert s3.push("b", 1, 1e12)[0] == "a" and s3.emitted == 1
