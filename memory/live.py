@@ -5,7 +5,11 @@ files are sampled (the frame on screen at ``k / fps`` s after the first one), co
 with the same ``Encoder`` as files, and when an anchor closes a GOP writes that GOP's frame rows
 and segment row and **publishes** the video row (status ``live``, counts up to the closed GOP):
 readers and search see the stream grow GOP by GOP, never a GOP in the middle. ``close`` stores the
-last GOP and commits the video as ``ready``; ``abort`` (or a crash) leaves what was published.
+last GOP and commits the video as ``ready``. A stream that breaks off (the client goes away, sends a
+bad frame) is closed the same way by the server, so every frame it sent is kept: the open GOP is
+valid code as it stands, since P-frames only reference the past. A crash of the server leaves the
+video ``live`` with its published GOPs; sending the same stream again is then refused with a
+message saying so, never silently taken over.
 
 The key of a stream is content-derived like a file's: a hash of the stream's name and its first
 frame's pixels, so a client that re-sends the same stream gets the same key.
@@ -86,6 +90,11 @@ class LiveIngest:
             self.key = stream_key(self.name, arr)
             self.ingest = self.store.begin(self.tenant, self.key, f"live:{self.name}")
             if self.ingest is None:
+                if self.store.status(self.tenant, self.key) == "live":
+                    raise FailedPrecondition(
+                        f"stream {self.name!r} with this first frame is video {self.key}, which is still live: another "
+                        "connection is sending it, or its server stopped mid-stream (its published GOPs are kept); "
+                        "delete that video to send it again, or use another stream name")
                 raise FailedPrecondition(f"stream {self.name!r} with this first frame is already stored as video {self.key}; "
                                          "delete it or use another stream name")
         kept = self._sampler.push(arr, self._source_index, time_s - self._t0)

@@ -325,13 +325,13 @@ class Store:
     # ------------------------------------------------------------------ writes
 
     def begin(self, tenant: str, key: str, source_uri: str, *, replace: bool = False) -> "Ingest | None":
-        """Start writing video ``key``; None when it is already ready and ``replace`` is False."""
+        """Start writing video ``key``; None when it is already visible (ready or live) and ``replace`` is False."""
         check_tenant(tenant)
         check_key(key)
         videos = self.table("videos")
         ingest_id = uuid.uuid4().hex
         rows = self._video_rows(_eq(tenant=tenant, video_key=key), 1)
-        if rows and rows[0]["status"] == S.STATUS_READY:
+        if rows and rows[0]["status"] in S.VISIBLE:  # ready, or a live stream's published GOPs: never taken silently
             if not replace:
                 return None
             return Ingest(self, tenant, key, ingest_id, expected=rows[0]["ingest_id"])

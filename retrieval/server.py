@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import queue
 import tempfile
@@ -31,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from videomemory.codec.config import CodecConfig, PlanConfig
 from videomemory.codec.decode import is_uri
-from videomemory.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
+from videomemory.errors import Cancelled, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, VideoMemoryError
 from videomemory.memory import ids
 from videomemory.memory.ingest import Progress, ingest_video
 from videomemory.memory.live import LiveIngest
@@ -46,6 +47,7 @@ from videomemory.retrieval.vectors import embed_gops, embed_video
 from videomemory.v1 import video_memory_pb2 as pb
 from videomemory.v1 import video_memory_pb2_grpc as rpc
 
+log = logging.getLogger("videomemory.server")
 SERVICE = "videomemory.v1.VideoMemory"
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes a request may have (an upload chunk, an image query)
 MAX_RESPONSE = 64 * 1024 * 1024  # bytes a response may have (a clip with images)
@@ -103,6 +105,17 @@ def _video_pb(v: Video) -> pb.Video:
     if v.created_at is not None:
         out.create_time.FromDatetime(v.created_at)
     return out
+
+
+def _seal(live: LiveIngest | None) -> Video | None:
+    """Close a stream that broke off so every frame it sent is kept; None when it never started or cannot be closed."""
+    if live is None or live.ingest is None:
+        return None
+    try:
+        return live.close()
+    except VideoMemoryError as exc:  # e.g. the store failed: the published GOPs stay visible as they were
+        log.warning("stream %s could not be closed after it broke off: %s", live.name, exc)
+        return None
 
 
 def _decode_image(data: bytes, field_name: str) -> np.ndarray:
@@ -319,20 +332,27 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
         def run() -> pb.IngestFramesResponse:
             live: LiveIngest | None = None
             received = published = 0
-            for msg in request_iterator:
-                if live is None:
-                    config = CodecConfig(fps=msg.fps or 2.0)
+            try:
+                for msg in request_iterator:
+                    if live is None:
+                        config = CodecConfig(fps=msg.fps or 2.0)
 
-                    def on_publish(video: Video, gop: list) -> None:
-                        nonlocal published
-                        published += 1
-                        embed_gops(self.store, video, self.embedder, {video.segments - 1})
+                        def on_publish(video: Video, gop: list) -> None:
+                            nonlocal published
+                            published += 1
+                            embed_gops(self.store, video, self.embedder, {video.segments - 1})
 
-                    live = LiveIngest(self.store, msg.stream, tenant=tenant, config=config, on_publish=on_publish)
-                if not context.is_active():
-                    raise InvalidArgument("the stream was cancelled; the GOPs published so far are kept")
-                live.push(_decode_image(msg.image, "image"), msg.time_ms / 1000.0)
-                received += 1
+                        live = LiveIngest(self.store, msg.stream, tenant=tenant, config=config, on_publish=on_publish)
+                    if not context.is_active():
+                        raise Cancelled("the stream was cancelled")
+                    live.push(_decode_image(msg.image, "image"), msg.time_ms / 1000.0)
+                    received += 1
+            except BaseException as exc:  # the client went away or sent a bad frame: keep what it sent
+                kept = _seal(live)
+                if kept is not None and isinstance(exc, VideoMemoryError):
+                    exc.args = (f"{exc} (frame {received}); the {kept.frames} sampled frames before it were kept as "
+                                f"{kept.name}, ready",)
+                raise
             if live is None:
                 raise InvalidArgument("the stream sent no frames")
             video = live.close()

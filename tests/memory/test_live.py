@@ -48,3 +48,19 @@ def test_a_stream_pushed_frame_by_frame_matches_the_file_and_grows_gop_by_gop(vi
     image, t = next(_source_frames(videos["cuts"]))
     with pytest.raises(FailedPrecondition, match="already stored"):
         again.push(image, t)
+
+
+def test_a_stream_left_live_by_a_crash_is_not_silently_taken_over(videos, store):
+    live = LiveIngest(store, "cam-crash", config=CodecConfig())
+    for image, t in _source_frames(videos["cuts"]):
+        if live.push(image, t) is not None:  # the first GOP is published; then the server "dies"
+            break
+    published = store.get_video("default", live.key)
+    assert published.status == "live" and published.segments == 1
+    again = LiveIngest(store, "cam-crash", config=CodecConfig())
+    image, t = next(_source_frames(videos["cuts"]))
+    with pytest.raises(FailedPrecondition, match="still live"):
+        again.push(image, t)
+    after = store.get_video("default", live.key)  # what was published is still there, unchanged
+    assert (after.status, after.segments, after.ingest_id) == ("live", 1, published.ingest_id)
+    assert store.frames(after).num_rows == published.frames

@@ -248,6 +248,59 @@ def test_a_live_stream_is_searchable_gop_by_gop_and_stored_like_a_file(server, v
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "image" in err.value.details()
 
 
+def test_a_stream_that_breaks_off_keeps_every_frame_it_sent(server, videos):
+    import av
+    from PIL import Image
+
+    target, uri, _ = server
+
+    def frames(name, stop_at):
+        with av.open(str(videos[name])) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i == stop_at:
+                    yield b"not an image", 0  # the client sends garbage mid-stream
+                    return
+                buf = io.BytesIO()
+                Image.fromarray(frame.to_ndarray(format="rgb24")).save(buf, "PNG")
+                yield buf.getvalue(), round(float(frame.pts * frame.time_base) * 1000)
+
+    with VideoMemoryClient(target, "key-beta") as client:
+        with pytest.raises(grpc.RpcError) as err:
+            client.ingest_frames("door-cam", frames("objects", 75))  # 75 frames at 30 fps: instants 0, 0.5 .. 2.0
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "were kept as tenants/beta/videos/" in err.value.details(), err.value.details()
+        name = err.value.details().split("kept as ", 1)[1].split(",", 1)[0]
+        video = client.get_video(name)
+        assert video.frames == 5  # nothing received was lost: the open GOP and the pending last frame were stored too
+        assert Store(uri).status("beta", name.rsplit("/", 1)[1]) == "ready"
+
+    # A client that goes away (cancels) mid-stream: the same, once the server notices.
+    channel = grpc.insecure_channel(target)
+    stub = rpc.VideoMemoryStub(channel)
+    sent = []
+
+    def requests():
+        for i, (image, ms) in enumerate(frames("pan", 10_000)):
+            sent.append(ms)
+            yield pb.IngestFramesRequest(stream="gate-cam" if i == 0 else "", image=image, time_ms=ms)
+            if i == 60:
+                time.sleep(1.0)  # let the server code what it has
+                call.cancel()
+                return
+
+    call = stub.IngestFrames.future(requests(), metadata=(("x-api-key", "key-beta"),))
+    with pytest.raises(grpc.FutureCancelledError):
+        call.result()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        gate = [v for v in Store(uri).list_videos("beta") if v.source_uri == "live:gate-cam"]
+        if gate and gate[0].status == "ready":
+            break
+        time.sleep(0.2)
+    assert gate and gate[0].status == "ready" and gate[0].frames >= 4, gate
+    channel.close()
+
+
 def test_cli_commands_go_through_the_server_with_server(server, tmp_path):
     import json
 
