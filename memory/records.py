@@ -9,15 +9,24 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import zstandard
 
-from videomemory.codec.config import CodecConfig
+from videomemory.codec.config import CodecConfig, Grid
 from videomemory.codec.encoder import EncodedFrame
 from videomemory.codec.gop import I
 from videomemory.codec.residual import AnchorCode, GopCode, PCode
 from videomemory.codec.stats import ContentStats, content_stats
+from videomemory.codec.tokens import Rect
 from videomemory.errors import DataLoss, InvalidArgument
+from videomemory.memory import schema as S
 
 PCODE = "pcode"
+# Crops of a frame: each crop (the frame row's rects in order, (rows, cols, 3) uint8 as rebuilt) as
+# its difference to the pixel row above (uint8, wrapping; the first row as it is), concatenated,
+# zstd level 3. Lossless; on the generated footage a third smaller than raw and decoded in a
+# fifth of a millisecond per frame (PNG is smaller still but takes 1.6 ms).
+CROPS_FORMAT = "zstd-up1"
 
 if TYPE_CHECKING:
     from videomemory.memory.store import Ingest
@@ -49,6 +58,54 @@ def frame_row(f: EncodedFrame) -> dict[str, Any]:
         "code_format": fmt,
         "code": f.data,
     }
+
+
+def sends_crops(role: str, plan_role: str | None) -> bool:
+    """Whether a frame that is not a clip's first is sent as crops of its changed cells (not as a full image)."""
+    return not (role == I and plan_role == I)
+
+
+def crop_row(f: EncodedFrame) -> dict[str, Any] | None:
+    """The ``crops`` row of a frame whose plan sends changed cells (its pixels as rebuilt), or None."""
+    c = f.code
+    if not f.plan.rects or not sends_crops(c.role, f.plan.role):
+        return None
+    h, w = f.image.shape[:2]
+    return {"ms": c.pts_ms, "gop": c.gop, "pos": c.pos, "format": CROPS_FORMAT, "crops": pack_crops(f.image, f.plan.rects, Grid(w, h))}
+
+
+def pack_crops(image: np.ndarray, rects: Sequence[Rect], grid: Grid) -> bytes:
+    """The cells ``rects`` of ``image`` (H, W, 3) uint8, packed as ``CROPS_FORMAT``."""
+    parts = []
+    for r in rects:
+        x0, y0, x1, y1 = r.to_px(grid)
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        diff = crop.copy()
+        diff[1:] -= crop[:-1]
+        parts.append(diff.tobytes())
+    return zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+
+
+def unpack_crops(row: dict[str, Any], rects: Sequence[Rect], grid: Grid) -> list[np.ndarray]:
+    """The crops (one (rows, cols, 3) uint8 array per rect) of a ``crops`` row; DataLoss when damaged."""
+    if row["format"] != CROPS_FORMAT:
+        raise DataLoss(f"crops of the frame at {row.get('ms')} ms are in an unknown format {row['format']!r}")
+    shapes = []
+    for r in rects:
+        x0, y0, x1, y1 = r.to_px(grid)
+        shapes.append((y1 - y0, x1 - x0, 3))
+    try:
+        body = zstandard.ZstdDecompressor().decompress(row["crops"])
+    except zstandard.ZstdError as exc:
+        raise DataLoss(f"crops of the frame at {row.get('ms')} ms are damaged: {exc}") from None
+    if len(body) != sum(int(np.prod(s)) for s in shapes):
+        raise DataLoss(f"crops of the frame at {row.get('ms')} ms do not match its changed cells")
+    out, offset = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        out.append(np.cumsum(np.frombuffer(body, np.uint8, n, offset).reshape(shape), axis=0, dtype=np.uint8))
+        offset += n
+    return out
 
 
 def segment_row(gop: Sequence[EncodedFrame], end_ms: int, fps: float) -> dict[str, Any]:
@@ -131,6 +188,7 @@ class RowBuffer:
         self.fps = fps
         self.rows: list[dict[str, Any]] = []  # frame rows not yet written
         self.segments: list[dict[str, Any]] = []  # segment rows not yet written
+        self.crops: list[dict[str, Any]] = []  # crop rows not yet written
         self.gop: list[EncodedFrame] = []  # the open GOP
         self.kept: list[EncodedFrame] = []  # every frame so far
         self.stored = 0  # bytes of code so far
@@ -148,16 +206,22 @@ class RowBuffer:
     def add(self, f: EncodedFrame) -> None:
         """Buffer a coded frame's row and keep it for the statistics."""
         self.rows.append(frame_row(f))
+        crops = crop_row(f)
+        if crops is not None:
+            self.crops.append(crops)
         self.stored += f.nbytes
         kept = light(f)
         self.gop.append(kept)
         self.kept.append(kept)
 
     def flush(self, ingest: "Ingest") -> None:
-        """Append the buffered frame and segment rows to an ingest (still invisible until it commits)."""
+        """Append the buffered frame, crop and segment rows to an ingest (still invisible until it commits)."""
+        if self.crops:  # rows of this ingest: dropped with it like its frames (schema.PER_INGEST)
+            owner = {"tenant": ingest.tenant, "video_key": ingest.key, "ingest_id": ingest.ingest_id}
+            ingest.store.table("crops").add(pa.Table.from_pylist([r | owner for r in self.crops], schema=S.CROPS))
         ingest.add_frames(self.rows)
         ingest.add_segments(self.segments)
-        self.rows, self.segments = [], []
+        self.rows, self.segments, self.crops = [], [], []
 
     def stats(self) -> ContentStats:
         """Content statistics of every frame so far."""

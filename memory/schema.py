@@ -15,6 +15,11 @@ wrote it:
 - ``embeddings``: search vectors (``retrieval.embed``), one per segment anchor plus one per P-frame
   whose change is large, tagged with the embedder's name; ``embedded`` marks a video's vectors
   complete for one embedder (written after them: the commit point search indexes follow).
+- ``crops`` (version 2): one row per frame whose token plan sends changed cells (P-frames, and
+  anchors planned as P-frames), holding the pixels of those cells as the code rebuilds them
+  (``memory.records.crop_row``: lossless, zstd of row differences), so a clip's package is served
+  without rebuilding every frame. Derived from the code: a video without crop rows (ingested by
+  version 1) is served by rebuilding its frames, with the same bytes.
 
 ``SCHEMA_VERSION`` is written into each table's schema metadata. A reader opens tables of its own
 version or older (columns it knows are read by name); a table written by a newer version is refused
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the crops table (version 1 stores open as they are; their videos have no crops)
 VERSION_KEY = b"videomemory.schema_version"
 
 STATUS_INGESTING = "ingesting"
@@ -125,6 +130,15 @@ EMBEDDINGS = _schema(
     pa.field("vector", pa.list_(pa.float32()), nullable=False),  # L2-normalised
 )
 
+CROPS = _schema(
+    *_owner(),
+    pa.field("ms", pa.int64(), nullable=False),  # the frame's ID
+    pa.field("gop", pa.int32(), nullable=False),
+    pa.field("pos", pa.int32(), nullable=False),
+    pa.field("format", pa.string(), nullable=False),  # how ``crops`` is packed (memory.records.CROPS_FORMAT)
+    pa.field("crops", pa.large_binary(), nullable=False),  # the cells of the frame row's ``rects``, in their order
+)
+
 # One row per (video ingest, embedder) whose embedding rows are complete: the commit marker that
 # search indexes follow, and their staleness fingerprint.
 EMBEDDED = _schema(
@@ -140,9 +154,10 @@ TABLES: dict[str, pa.Schema] = {
     "frames": FRAMES,
     "embeddings": EMBEDDINGS,
     "embedded": EMBEDDED,
+    "crops": CROPS,
 }
 # Tables whose rows belong to one ingest of a video (dropped with it).
-PER_INGEST = ("segments", "frames", "embeddings", "embedded")
+PER_INGEST = ("segments", "frames", "embeddings", "embedded", "crops")
 
 
 def version_of(schema: pa.Schema) -> int:

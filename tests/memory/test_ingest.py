@@ -16,6 +16,7 @@ import pytest
 from videomemory.bench.bad_inputs import write_bad_inputs
 from videomemory.codec.config import CodecConfig
 from videomemory.errors import FailedPrecondition, InvalidVideo, NotFound
+from videomemory.memory import records
 from videomemory.memory.ids import FrameId
 from videomemory.memory.ingest import expand_sources, ingest_archive, ingest_video
 from videomemory.memory.store import Store
@@ -30,6 +31,10 @@ def _assert_exactly_once(store: Store, tenant: str, key: str) -> None:
     assert _physical(store, key) == (1, video.segments, video.frames)
     assert store.frames(video).num_rows == video.frames
     assert store.segments(video).num_rows == video.segments
+    # Crop rows: exactly one per frame sent as changed cells, all of the visible ingest.
+    rows = store.frames(video, columns=["role", "plan_role", "rects"]).to_pylist()
+    sent = sum(1 for r in rows if r["rects"] and records.sends_crops(r["role"], r["plan_role"]))
+    assert store.count_rows("crops", tenant, key) == sent == store._rows("crops", video, None, ["ms"]).num_rows
 
 
 def test_same_video_at_two_paths_and_two_fps_gets_one_key_and_equal_frame_ids(videos, tmp_path, store):
@@ -67,7 +72,7 @@ def test_replace_swaps_the_code_atomically_and_drops_the_old_rows(videos, store)
 
 def test_a_failure_midway_leaves_the_store_as_it_was(videos, tmp_path, store, monkeypatch):
     good = ingest_video(store, videos["cuts"])
-    before = {n: store.count_rows(n) for n in ("videos", "segments", "frames")}
+    before = {n: store.count_rows(n) for n in ("videos", "segments", "frames", "crops")}
     bad = write_bad_inputs(tmp_path / "bad")
     for name in ("truncated_data", "corrupt"):
         with pytest.raises(InvalidVideo):

@@ -44,3 +44,18 @@ def test_filter_values_are_data_not_sql(store):
     with pytest.raises(MalformedId):
         store.get_video("default", "x' OR '1'='1")
     assert pa.types.is_large_binary(S.FRAMES.field("code").type)
+
+
+def test_a_version_1_store_opens_gets_the_crops_table_and_takes_new_videos(tmp_path, videos):
+    from videomemory.memory.ingest import ingest_video
+
+    db = lancedb.connect(tmp_path / "v1")
+    for name, schema in S.TABLES.items():
+        if name != "crops":  # version 1 had no crops table
+            db.create_table(name, schema=schema.with_metadata({S.VERSION_KEY: b"1"}))
+    store = Store(tmp_path / "v1")
+    assert S.version_of(store.table("frames").schema) == 1  # read as it is, not rewritten
+    assert S.version_of(store.table("crops").schema) == S.SCHEMA_VERSION == 2
+    assert store.list_videos("default") == []
+    r = ingest_video(store, videos["objects"])
+    assert store.count_rows("crops", key=r.key) > 0 and store.get_video("default", r.key).frames == r.frames
