@@ -24,22 +24,26 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lancedb.expr import col, lit
 from PIL import Image
 
 from videomemory.codec.config import Grid
 from videomemory.codec.gop import I
-from videomemory.codec.residual import GopCode
+from videomemory.codec.motion import as_tensor
+from videomemory.codec.residual import GopCode, decode_pframe
 from videomemory.codec.tokens import Rect, TokenModel
-from videomemory.errors import BudgetTooSmall, Cancelled, InvalidArgument
+from videomemory.errors import BudgetTooSmall, Cancelled, DataLoss, InvalidArgument
 from videomemory.memory import records
 from videomemory.memory import schema as S
 from videomemory.memory.ids import FrameId
@@ -124,8 +128,13 @@ class Clip:
     parts: list[Part]
     dropped: list[FrameId]  # frames left out for the budget
     coverage: float  # share of [start_ms, end_ms) whose frames are in the package
-    codes: list[tuple[GopCode, int, int]] = field(repr=False)  # each GOP's stored code, the positions the clip enters and leaves it
+    stored: list[tuple[_Gop, int, int]] = field(repr=False)  # each stored GOP (its code), the positions the clip enters and leaves it
     grid: Grid = field(default_factory=Grid)
+
+    @property
+    def codes(self) -> list[tuple[GopCode, int, int]]:
+        """Each GOP's stored code with the positions the clip enters and leaves it (parsed on first use)."""
+        return [(gop.code, enter, last) for gop, enter, last in self.stored]
 
     @property
     def gops(self) -> list[GopCode]:
@@ -211,10 +220,19 @@ def _data_url(image: np.ndarray) -> str:
 @dataclass
 class _Frame:
     row: dict[str, Any]
-    image: np.ndarray
+    image: np.ndarray | None  # the full rebuilt frame, when it was rebuilt
+    crops: list[np.ndarray] | None = None  # else the stored pixels of its ``rects``, in their order
     part: Part | None = None  # None: sends nothing (unchanged)
     value: float = 0.0  # residual energy per token of what it sends
     rect_energy: list[tuple[Rect, float]] = field(default_factory=list)
+
+    def crop(self, rect: Rect, index: int, grid: Grid) -> np.ndarray:
+        """Pixels of the frame's ``index``-th rect ``rect``: cut from the rebuilt frame or the stored crop."""
+        if self.image is not None:
+            x0, y0, x1, y1 = rect.to_px(grid)
+            return np.ascontiguousarray(self.image[y0:y1, x0:x1])
+        assert self.crops is not None
+        return self.crops[index]
 
 
 def _rects(row: dict[str, Any]) -> list[Rect]:
@@ -225,11 +243,11 @@ def _motion(row: dict[str, Any]) -> dict[str, float]:
     return {"mean_px": round(float(row["motion_mean_px"] or 0.0), 2), "moving_blocks": round(float(row["moving_blocks"] or 0.0), 3)}
 
 
-def _p_part(row: dict[str, Any], image: np.ndarray, rects: list[Rect], model: TokenModel, trimmed: bool = False) -> Part:
-    crops = []
-    for r in rects:
-        x0, y0, x1, y1 = r.to_px(model.grid)
-        crops.append(Crop((x0, y0, x1, y1), r.cells, np.ascontiguousarray(image[y0:y1, x0:x1])))
+def _p_part(frame: _Frame, rects: list[Rect], model: TokenModel, trimmed: bool = False) -> Part:
+    """The part of a P-frame sending ``rects`` (a subset of the frame's, in its order)."""
+    row = frame.row
+    index = {r: i for i, r in enumerate(_rects(row))}
+    crops = [Crop(r.to_px(model.grid), r.cells, frame.crop(r, index[r], model.grid)) for r in rects]
     return Part(
         frame=FrameId(row["video_key"], row["ms"]),
         time_s=row["time_s"],
@@ -256,41 +274,91 @@ def _anchor_part(row: dict[str, Any], image: np.ndarray, model: TokenModel, resy
     )
 
 
-class GopCache:
-    """Rebuilt GOPs kept in memory, least recently used out first, up to ``max_bytes`` of pixels.
+class _Gop:
+    """What clips have taken from one stored GOP: its code rows, the frames rebuilt so far, stored crops decoded.
 
-    Agents ask for overlapping clips of the same moments; a GOP rebuilt once serves them all. Keys
-    include the ingest, so a re-coded video never serves stale frames.
+    ``frames`` is a prefix of the GOP (positions 0..m), rebuilt exactly as ``GopCode.frames()`` does
+    and extended when a clip needs a later frame; ``crops`` holds decoded stored crops by position.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        if [r["pos"] for r in rows] != list(range(len(rows))):
+            raise DataLoss(f"stored GOP {rows[0]['gop'] if rows else '?'} does not hold one row per position from its anchor on")
+        self.rows = rows  # gop, pos, ms, code_format, code; one per position
+        self.frames: list[np.ndarray] = []  # (H, W, 3) uint8 views of (3, H, W) tensors, like GopCode.frames()
+        self.crops: dict[int, list[np.ndarray]] = {}
+        self._last: torch.Tensor | None = None  # the last rebuilt frame: where the chain continues
+        self._code: GopCode | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def code(self) -> GopCode:
+        """The whole GOP's code (parsed on first use)."""
+        with self._lock:
+            if self._code is None:
+                self._code = records.gop_code(self.rows)
+            return self._code
+
+    def rebuild(self, upto: int) -> None:
+        """Rebuild the frames up to position ``upto``, continuing the chain from the last one rebuilt."""
+        with self._lock:
+            have = len(self.frames)
+            if have > upto:
+                return
+            # only the P-codes still to apply are parsed
+            code = records.gop_code([self.rows[0], *self.rows[max(have, 1) : upto + 1]])
+            frame = self._last
+            if frame is None:
+                frame = as_tensor(code.anchor.decode())
+                self.frames.append(frame.permute(1, 2, 0).numpy())
+            for pcode in code.p_codes:
+                frame = decode_pframe(frame, pcode)
+                self.frames.append(frame.permute(1, 2, 0).numpy())
+            self._last = frame
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: code, rebuilt frames, decoded crops."""
+        return (sum(len(r["code"]) for r in self.rows) + sum(f.nbytes for f in self.frames)
+                + sum(c.nbytes for crops in self.crops.values() for c in crops))
+
+
+class GopCache:
+    """What clips took from stored GOPs (``_Gop``), least recently used out first, up to ``max_bytes``.
+
+    Agents ask for overlapping clips of the same moments; a GOP read and rebuilt once serves them
+    all. Keys include the ingest, so a re-coded video never serves stale frames.
     """
 
     def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str, int], tuple[GopCode, list[np.ndarray], int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, int], tuple[_Gop, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, int]) -> tuple[GopCode, list[np.ndarray]] | None:
-        """The cached (code, frames) of a GOP, or None."""
+    def get(self, key: tuple[str, str, int]) -> _Gop | None:
+        """The cached GOP, or None."""
         with self._lock:
             item = self._items.get(key)
             if item is None:
                 return None
             self._items.move_to_end(key)
-            return item[0], item[1]
+            return item[0]
 
-    def put(self, key: tuple[str, str, int], code: GopCode, frames: list[np.ndarray]) -> None:
-        """Keep a rebuilt GOP, evicting the least recently used beyond the budget."""
-        size = sum(f.nbytes for f in frames)
-        if size > self.max_bytes:
-            return
+    def put(self, key: tuple[str, str, int], gop: _Gop) -> None:
+        """Keep a GOP (or account for what it gained since), evicting the least recently used beyond the budget."""
+        size = gop.nbytes
         with self._lock:
-            if key in self._items:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            if size > self.max_bytes:
                 return
-            self._items[key] = (code, frames, size)
+            self._items[key] = (gop, size)
             self._bytes += size
             while self._bytes > self.max_bytes:
-                _, (_, _, old) = self._items.popitem(last=False)
-                self._bytes -= old
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
 
     def clear(self) -> None:
         """Forget everything."""
@@ -300,33 +368,97 @@ class GopCache:
 
 
 GOPS = GopCache()
+# GOP rebuilds, crop decoding and the store reads of one clip run side by side (torch, Pillow,
+# zstd and LanceDB release the GIL); shared by all requests.
+_POOL = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")
+CODE_COLUMNS = ["gop", "pos", "ms", "code_format", "code"]
 
 
-def _load(store: Store, video: Video, first_ms: int, end_ms: int, cancelled: Callable[[], bool] | None = None
-          ) -> tuple[list[dict[str, Any]], list[tuple[GopCode, int, int]], list[np.ndarray]]:
-    """Rows of the frames in [first_ms, end_ms), their GOPs' code (with where the clip enters and leaves each), images."""
-    columns = [f.name for f in S.FRAMES if f.name != "code"]
-    rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms)), columns).to_pylist()
+def _decode_crops(gop: _Gop, jobs: list[tuple[int, dict[str, Any], dict[str, Any]]], grid: Grid) -> None:
+    """Decode stored crops (position, frame row, crop row) into ``gop.crops``; damaged ones are rebuilt from the code."""
+    for pos, row, stored in jobs:
+        try:
+            gop.crops[pos] = records.unpack_crops(stored, _rects(row), grid)
+        except DataLoss:
+            gop.rebuild(pos)  # the code is the record: crops are only derived from it
+
+
+def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid,
+          cancelled: Callable[[], bool] | None = None, stored_crops: bool = True) -> tuple[list[_Frame], list[tuple[_Gop, int, int]]]:
+    """The frames of ``rows`` with what their parts need, and each GOP with where the clip enters and leaves it.
+
+    A frame sent as a full image (the clip's first, a planned anchor, every frame of a flat clip)
+    is rebuilt (an anchor only decodes its image); a P-frame sent as changed cells takes its
+    stored crops, or, without them (a video ingested by schema version 1), is rebuilt too. Only
+    frames up to the last one that must be rebuilt are; each GOP's code rows are read whole (the
+    clip carries its code).
+    """
     gops = sorted({r["gop"] for r in rows})
-    rebuilt = {g: GOPS.get((video.key, video.ingest_id, g)) for g in gops}
-    missing = [g for g, hit in rebuilt.items() if hit is None]
-    if missing:  # the whole of each missing GOP, code included, in one query
-        code_rows = store.frames(video, col("gop").isin(missing), ["gop", "pos", "ms", "code_format", "code"]).to_pylist()
+    full: dict[int, int] = {g: -1 for g in gops}  # the last position rebuilt per GOP
+    wants: dict[int, list[tuple[int, dict[str, Any]]]] = {g: [] for g in gops}  # (position, row) sent as crops
+    for i, r in enumerate(rows):
+        if i == 0 or plan == "flat" or not records.sends_crops(r["role"], r["plan_role"]):
+            full[r["gop"]] = max(full[r["gop"]], r["pos"])
+        elif r["rects"]:
+            wants[r["gop"]].append((r["pos"], r))
+    keys = {g: (video.key, video.ingest_id, g) for g in gops}
+    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) for g in gops}
+    missing = [g for g, e in entries.items() if e is None]
+
+    def ready(g: int, pos: int) -> bool:  # served without stored crops
+        e = entries[g]
+        return pos <= full[g] or (e is not None and (pos < len(e.frames) or (stored_crops and pos in e.crops)))
+
+    crop_ms = [r["ms"] for g in gops for pos, r in wants[g] if not ready(g, pos)] if stored_crops else []
+    code_q = _POOL.submit(store.frames, video, col("gop").isin(missing), CODE_COLUMNS) if missing else None
+    crops_q = _POOL.submit(store._rows, "crops", video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
+    if code_q is not None:
+        by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g in missing}
+        for r in code_q.result().to_pylist():
+            by_gop[r["gop"]].append(r)
         for g in missing:
-            if cancelled is not None and cancelled():
-                raise Cancelled(f"the clip request was cancelled after {len(missing)} GOPs were asked for; nothing was changed")
-            code = records.gop_code(sorted((r for r in code_rows if r["gop"] == g), key=lambda r: r["pos"]))
-            frames = code.frames()
-            GOPS.put((video.key, video.ingest_id, g), code, frames)
-            rebuilt[g] = (code, frames)
-    codes: list[tuple[GopCode, int, int]] = []
-    images: list[np.ndarray] = []
+            entries[g] = _Gop(sorted(by_gop[g], key=lambda r: r["pos"]))
+    stored = {(r["gop"], r["pos"]): r for r in crops_q.result().to_pylist()} if crops_q is not None else {}
+    got: dict[int, _Gop] = {g: e for g, e in entries.items() if e is not None}
+    decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
     for g in gops:
-        code, frames = rebuilt[g]  # type: ignore[misc]
+        for pos, r in wants[g]:
+            if ready(g, pos):
+                continue
+            if (g, pos) in stored:
+                decode[g].append((pos, r, stored[(g, pos)]))
+            else:
+                full[g] = max(full[g], pos)  # no stored crops: rebuild it
+    jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    for g in sorted(gops, key=lambda g: len(got[g].frames) - full[g]):  # the longest rebuilds first
+        if full[g] >= len(got[g].frames):
+            jobs.append((got[g].rebuild, (full[g],)))
+    jobs += [(_decode_crops, (got[g], decode[g], grid)) for g in gops if decode[g]]
+    if cancelled is not None and cancelled():
+        raise Cancelled(f"the clip request was cancelled before {len(jobs)} GOP rebuilds and crop decodes; nothing was changed")
+    futures = [_POOL.submit(fn, *args) for fn, args in jobs]
+    try:
+        for k, fut in enumerate(futures):
+            if k and cancelled is not None and cancelled():
+                raise Cancelled(f"the clip request was cancelled after {k} of {len(jobs)} GOP rebuilds and crop decodes; "
+                                "nothing was changed")
+            fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()  # those not started yet (after an error or a cancellation)
+    frames: list[_Frame] = []
+    codes: list[tuple[_Gop, int, int]] = []
+    for g in gops:
+        e = got[g]
         positions = [r["pos"] for r in rows if r["gop"] == g]
-        codes.append((code, positions[0], positions[-1]))
-        images += [frames[p] for p in positions]
-    return rows, codes, images
+        codes.append((e, positions[0], positions[-1]))
+        GOPS.put(keys[g], e)
+    for r in rows:
+        e = got[r["gop"]]
+        pos = r["pos"]
+        image = e.frames[pos] if pos < len(e.frames) else None
+        frames.append(_Frame(r, image, None if image is not None else e.crops.get(pos)))
+    return frames, codes
 
 
 def get_clip(
@@ -338,10 +470,13 @@ def get_clip(
     token_budget: int,
     plan: str = "adaptive",
     cancelled: Callable[[], bool] | None = None,
+    stored_crops: bool = True,
 ) -> Clip:
     """A self-contained clip of ``[start_ms, end_ms)`` whose prompt package fits ``token_budget``.
 
     ``cancelled`` is asked between GOP rebuilds; when it says so the work stops with ``Cancelled``.
+    ``stored_crops`` False rebuilds the P-frames whose crops were stored at ingest instead (the same
+    bytes; what a video ingested without them gets).
     """
     if plan not in PLANS:
         raise InvalidArgument(
@@ -367,8 +502,9 @@ def get_clip(
         )
     times = store.frames(video, col("ms") <= lit(start_ms), ["ms"])["ms"].to_pylist()
     first_ms = max(times) if times else 0
-    rows, codes, images = _load(store, video, first_ms, end_ms, cancelled)
-    frames = [_Frame(r, img) for r, img in zip(rows, images)]
+    columns = [f.name for f in S.FRAMES if f.name != "code"]
+    rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms)), columns).to_pylist()
+    frames, codes = _load(store, video, rows, plan, grid, cancelled, stored_crops)
     model_cells = model.cells
     for i, f in enumerate(frames):
         r = f.row
@@ -381,7 +517,7 @@ def get_clip(
             continue  # unchanged: covered by the frame before
         energy = np.asarray(r["energy"] or [0.0] * (model_cells[0] * model_cells[1]), np.float32).reshape(model_cells)
         f.rect_energy = [(rc, float(energy[rc.row : rc.row + rc.rows, rc.col : rc.col + rc.cols].sum())) for rc in rects]
-        f.part = _p_part(r, f.image, rects, model)
+        f.part = _p_part(f, rects, model)
         f.value = sum(e for _, e in f.rect_energy) / max(f.part.tokens, 1)
     kept, dropped = _fit(frames, token_budget, model)
     coverage = _coverage(frames, kept, start_ms, end_ms)
@@ -416,7 +552,7 @@ def _fit(frames: list[_Frame], budget: int, model: TokenModel) -> tuple[set[int]
                     cost += rect.cells + model.rect_overhead
             if chosen:
                 chosen.sort(key=lambda r: (r.row, r.col))
-                frames[i].part = _p_part(frames[i].row, frames[i].image, chosen, model, trimmed=True)
+                frames[i].part = _p_part(frames[i], chosen, model, trimmed=True)
                 kept.add(i)
                 left -= frames[i].part.tokens  # type: ignore[union-attr]
                 trimmed_one = True
