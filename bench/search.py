@@ -28,8 +28,9 @@ For each N, in the same run, on the same vectors:
 Searches run with ``--threads`` FAISS threads (0 = FAISS's default, what the library does); the
 build always uses FAISS's default. ``clip_latency`` then times ``get_clip`` for 10 s and 60 s
 clips starting between two samples (so the anchor is re-synthesised) of a stored 90 s video: cold
-(empty GOP cache: every frame of the range rebuilt from its code) and warm (an overlapping clip
-right after, as an agent zooming in asks for). Prints tables and writes JSON
+(empty GOP cache) and warm (an overlapping clip right after, as an agent zooming in asks for), served
+from stored crops and by rebuilding, against the baseline of rebuilding every frame of each GOP the
+range touches (``--clips-only`` runs just this part). Prints tables and writes JSON
 (default ``results/search.json``).
 """
 
@@ -164,8 +165,32 @@ def searches(vi: VectorIndex, q: np.ndarray, allowed: np.ndarray | None) -> dict
 # ---------------------------------------------------------------------------- GetClip
 
 
-def clip_latency(quick: bool) -> dict:
-    """GetClip p50/p99 for 10 s and 60 s clips of a stored 90 s video (mixed preset), from a fresh store each call."""
+CLIP_PATHS = ("stored crops", "rebuild", "full-GOP rebuild")
+
+
+def _full_gop_rebuild(store, video, start_ms: int, end_ms: int) -> None:
+    """The baseline: what ``get_clip`` did before stored crops, read and rebuild every frame of each GOP the range touches."""
+    from lancedb.expr import col, lit
+
+    from videomemory.memory import records
+
+    times = store.frames(video, col("ms") <= lit(start_ms), ["ms"])["ms"].to_pylist()
+    rows = store.frames(video, (col("ms") >= lit(max(times))) & (col("ms") < lit(end_ms)), ["gop"]).to_pylist()
+    gops = sorted({r["gop"] for r in rows})
+    code = store.frames(video, col("gop").isin(gops), ["gop", "pos", "ms", "code_format", "code"]).to_pylist()
+    for g in gops:
+        records.gop_code(sorted((r for r in code if r["gop"] == g), key=lambda r: r["pos"])).frames()
+
+
+def clip_latency(quick: bool, reps: int | None = None, duration_s: float = 90.0, lengths: tuple[int, ...] = (10, 60)) -> dict:
+    """GetClip p50/p99 for 10 s and 60 s clips of a stored 90 s video (mixed preset), from a fresh store each call.
+
+    Three paths on the same clips, interleaved: ``stored crops`` (``get_clip``: P-frames served from
+    the crops stored at ingest, only the clip's first GOP rebuilt up to its start), ``rebuild``
+    (``get_clip(stored_crops=False)``: what a video ingested without crops gets, every frame the
+    package needs rebuilt, GOPs in parallel) and ``full-GOP rebuild`` (the baseline: the old path's
+    reads and ``GopCode.frames()`` of every GOP the range touches, without building a package).
+    """
     import tempfile
 
     from videomemory.bench import synth
@@ -173,36 +198,55 @@ def clip_latency(quick: bool) -> dict:
     from videomemory.memory.store import Store
     from videomemory.retrieval.clips import GOPS, get_clip
 
-    reps = 5 if quick else 20
-    out: dict = {"video": "mixed preset, 640x360, 90 s, coded at 2 fps on 512x512", "reps": reps, "rows": []}
+    reps = reps or (5 if quick else 20)
+    out: dict = {"video": f"mixed preset, 640x360, {duration_s:g} s, coded at 2 fps on 512x512", "reps": reps, "rows": []}
+    total_ms = int(duration_s * 1000)
     with tempfile.TemporaryDirectory(prefix="vm-clips-") as tmp:
         path = Path(tmp) / "mixed.mp4"
-        synth.write_video(path, synth.preset("mixed", (640, 360), 90.0, seed=2), (640, 360), 30.0, x264_preset="veryfast")
+        synth.write_video(path, synth.preset("mixed", (640, 360), duration_s, seed=2), (640, 360), 30.0, x264_preset="veryfast")
         store = Store(Path(tmp) / "store")
         key = ingest_video(store, path).key
+        video = store.get_video("default", key)
+        out["stored_bytes"] = video.stored_bytes
+        out["crop_bytes"] = int(sum(len(b) for b in store.table("crops").search().where(f"video_key = '{key}'")
+                                    .select(["crops"]).limit(None).to_arrow()["crops"].to_pylist()))
         rng = np.random.default_rng(0)
-        for length_s in (10, 60):
-            times, warm, parts, tokens = [], [], [], []
+        get_clip(store, "default", key, 250, 4_250, 100_000)  # imports and first-query costs, not counted
+        for length_s in lengths:
+            cold: dict = {p: [] for p in CLIP_PATHS}
+            warm: dict = {p: [] for p in CLIP_PATHS[:2]}
+            parts, tokens = [], []
             for _ in range(reps):
-                start = int(rng.integers(0, 90_000 - length_s * 1000)) // 10 * 10 + 250  # between samples: mid-GOP
-                GOPS.clear()  # cold: every frame rebuilt from its code
-                clip, wall, _ = timed(lambda: get_clip(store, "default", key, start, start + length_s * 1000, 100_000))
-                times.append(wall * 1000)
-                # warm: an overlapping clip right after (an agent zooming in), its GOPs already rebuilt
-                _, wall, _ = timed(lambda: get_clip(store, "default", key, start + 1000, start + length_s * 1000, 100_000))
-                warm.append(wall * 1000)
-                parts.append(len(clip.parts))
-                tokens.append(clip.tokens)
-            out["rows"].append({
-                "clip_s": length_s,
-                "p50_ms": round(float(np.percentile(times, 50)), 1),
-                "p99_ms": round(float(np.percentile(times, 99)), 1),
-                "warm_p50_ms": round(float(np.percentile(warm, 50)), 1),
-                "warm_p99_ms": round(float(np.percentile(warm, 99)), 1),
-                "frames": length_s * 2,
-                "parts_mean": round(float(np.mean(parts)), 1),
-                "tokens_mean": round(float(np.mean(tokens))),
-            })
+                start = int(rng.integers(0, total_ms - length_s * 1000)) // 10 * 10 + 250  # between samples: mid-GOP
+                end = start + length_s * 1000
+                for name in CLIP_PATHS:
+                    GOPS.clear()  # cold: nothing cached
+                    if name == "full-GOP rebuild":
+                        _, wall, _ = timed(lambda: _full_gop_rebuild(store, video, start, end))
+                        cold[name].append(wall * 1000)
+                        continue
+                    crops = name == "stored crops"
+                    clip, wall, _ = timed(lambda: get_clip(store, "default", key, start, end, 100_000, stored_crops=crops))
+                    cold[name].append(wall * 1000)
+                    # warm: an overlapping clip right after (an agent zooming in), what it read and rebuilt cached
+                    _, wall, _ = timed(lambda: get_clip(store, "default", key, start + 1000, end, 100_000, stored_crops=crops))
+                    warm[name].append(wall * 1000)
+                    if crops:
+                        parts.append(len(clip.parts))
+                        tokens.append(clip.tokens)
+            for name in CLIP_PATHS:
+                w = warm.get(name)
+                out["rows"].append({
+                    "clip_s": length_s,
+                    "path": name,
+                    "p50_ms": round(float(np.percentile(cold[name], 50)), 1),
+                    "p99_ms": round(float(np.percentile(cold[name], 99)), 1),
+                    "warm_p50_ms": round(float(np.percentile(w, 50)), 1) if w else None,
+                    "warm_p99_ms": round(float(np.percentile(w, 99)), 1) if w else None,
+                    "frames": length_s * 2,
+                    "parts_mean": round(float(np.mean(parts)), 1),
+                    "tokens_mean": round(float(np.mean(tokens))),
+                })
     return out
 
 
@@ -249,8 +293,8 @@ def _measure(n: int, dim: int, queries: int, seed: int, threads: int) -> list[di
 
 
 def run(sizes: list[int], dim: int = 512, queries: int = 1000, quick: bool = False, threads: int = 0, seed: int = 0,
-        clips: bool = True) -> dict:
-    """Measure every size; return the JSON-ready results."""
+        clips: bool = True, clip_reps: int | None = None) -> dict:
+    """Measure every size (none: only the clips); return the JSON-ready results."""
     default_threads = faiss.omp_get_max_threads()
     rows = [row for n in sizes for row in _measure(n, dim, queries, seed, threads)]
     return {
@@ -268,7 +312,7 @@ def run(sizes: list[int], dim: int = 512, queries: int = 1000, quick: bool = Fal
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         },
         "rows": rows,
-        "clips": clip_latency(quick) if clips else None,
+        "clips": clip_latency(quick, clip_reps) if clips else None,
     }
 
 
@@ -295,15 +339,22 @@ def show(result: dict) -> None:
                 value = None  # the same index as the row above
             cells.append("" if value is None else fmt.format(value))
         table.add_row(*cells)
-    Console(width=200).print(table)  # wide enough for every column, also when piped
+    if result["rows"]:
+        Console(width=200).print(table)  # wide enough for every column, also when piped
     clips = result.get("clips")
     if clips:
-        t = Table(title=f"GetClip: {clips['video']}, {clips['reps']} clips each; cold = empty GOP cache")
-        for name in ("clip s", "frames", "parts", "tokens", "cold p50 ms", "cold p99 ms", "warm p50 ms", "warm p99 ms"):
+        extra = clips.get("crop_bytes", 0) / max(clips.get("stored_bytes", 1), 1)
+        t = Table(title=f"GetClip: {clips['video']}, {clips['reps']} clips each; cold = empty GOP cache; "
+                        f"stored crops add {extra:.0%} to the code's bytes")
+        for name in ("clip s", "path", "frames", "parts", "tokens", "cold p50 ms", "cold p99 ms", "warm p50 ms", "warm p99 ms"):
             t.add_column(name, justify="right")
+
+        def ms(v: float | None) -> str:
+            return "" if v is None else f"{v:.1f}"
+
         for r in clips["rows"]:
-            t.add_row(str(r["clip_s"]), str(r["frames"]), f"{r['parts_mean']:.1f}", f"{r['tokens_mean']:,}", f"{r['p50_ms']:.1f}",
-                      f"{r['p99_ms']:.1f}", f"{r['warm_p50_ms']:.1f}", f"{r['warm_p99_ms']:.1f}")
+            t.add_row(str(r["clip_s"]), r.get("path", ""), str(r["frames"]), f"{r['parts_mean']:.1f}", f"{r['tokens_mean']:,}",
+                      ms(r["p50_ms"]), ms(r["p99_ms"]), ms(r["warm_p50_ms"]), ms(r["warm_p99_ms"]))
         Console(width=200).print(t)
 
 
@@ -321,11 +372,16 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512, help="vector dimension (512: the CLIP family's)")
     ap.add_argument("--queries", type=int, default=None, help="single queries per row (default 1000, quick 200)")
     ap.add_argument("--threads", type=int, default=0, help="FAISS threads for the searches (0 = FAISS's default)")
+    ap.add_argument("--clips-only", action="store_true", help="only the GetClip latencies (no vector search)")
+    ap.add_argument("--no-clips", action="store_true", help="only the vector search")
+    ap.add_argument("--clip-reps", type=int, default=None, help="clips per length and path (default 20, quick 5)")
     ap.add_argument("--out", type=Path, default=Path("results/search.json"))
     args = ap.parse_args()
     sizes = [_size(s) for s in args.sizes.split(",")] if args.sizes else (SIZES[:2] if args.quick else SIZES)
+    if args.clips_only:
+        sizes = []
     queries = args.queries or (200 if args.quick else 1000)
-    result = run(sizes, args.dim, queries, args.quick, args.threads)
+    result = run(sizes, args.dim, queries, args.quick, args.threads, clips=not args.no_clips, clip_reps=args.clip_reps)
     show(result)
     write_json(result, args.out)
 

@@ -51,3 +51,18 @@ def test_factory_is_flat_below_flat_max_and_an_inverted_file_above():
     for n in (FLAT_MAX, 1_000_000):
         lists, codes = factory_for(n).removeprefix("IVF").split(",")
         assert codes == "Flat" and int(lists) & (int(lists) - 1) == 0  # a power of two
+
+
+def test_clip_latency_times_every_path_cold_and_warm(capsys):
+    out = search.clip_latency(quick=True, reps=2, duration_s=12.0, lengths=(5,))
+    assert [r["path"] for r in out["rows"]] == list(search.CLIP_PATHS)
+    assert out["crop_bytes"] > 0 and out["stored_bytes"] > 0
+    for r in out["rows"]:
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["tokens_mean"] > 0
+        if r["path"] == "full-GOP rebuild":
+            assert r["warm_p50_ms"] is None  # the baseline has no cache
+        else:
+            assert 0 < r["warm_p50_ms"] <= r["warm_p99_ms"]
+    search.show({"settings": {"dim": 0, "k": 0, "queries": 0, "search_threads": 0}, "machine": {"cpus": 2, "faiss": ""},
+                 "rows": [], "clips": out})
+    assert "stored crops" in capsys.readouterr().out
