@@ -1,7 +1,9 @@
 """Metrics of the evaluation suite: fidelity of what a model perceives, event recall, cut P/R.
 
-* ``psnr``: per image pair, dB, on uint8 RGB (capped at ``PSNR_CAP`` for identical images so a
-  mean stays finite).
+* ``psnr``: of a video, from its mean squared error over all instants (RGB, uint8 scale):
+  ``10 log10(255^2 / mean_t MSE_t)``. Averaging per-frame PSNR instead would let the instants
+  where a baseline holds the exact frame it just sent (infinite PSNR) dominate; the mean error
+  does not. ``psnr_min_frame`` is the worst instant.
 * ``ssim``: SSIM on luma (BT.601), first box-downsampled by Wang et al.'s automatic factor
   ``max(1, round(min side / 256))`` (2 at 512x512, as the reference ``ssim.m`` does), then
   scikit-image's ``structural_similarity`` defaults (7x7 uniform window, sample covariance,
@@ -34,13 +36,23 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(psnr_batch(a[None], b[None])[0])
 
 
-def psnr_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """PSNR per pair of two (N, H, W, 3) uint8 stacks (``PSNR_CAP`` for identical pairs)."""
+def mse_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean squared error per pair of two (N, H, W, 3) uint8 stacks."""
     d = a.astype(np.float32) - b.astype(np.float32)
-    mse = np.einsum("nhwc,nhwc->n", d, d, dtype=np.float64) / (d[0].size if len(d) else 1)
+    return np.einsum("nhwc,nhwc->n", d, d, dtype=np.float64) / (d[0].size if len(d) else 1)
+
+
+def psnr_of_mse(mse: np.ndarray | float) -> np.ndarray:
+    """PSNR in dB of mean squared errors (``PSNR_CAP`` for 0)."""
+    mse = np.asarray(mse, dtype=np.float64)
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(255.0**2 / mse)
     return np.minimum(np.where(mse == 0, PSNR_CAP, out), PSNR_CAP)
+
+
+def psnr_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """PSNR per pair of two (N, H, W, 3) uint8 stacks (``PSNR_CAP`` for identical pairs)."""
+    return psnr_of_mse(mse_batch(a, b))
 
 
 def _box_mean(x: np.ndarray, win: int) -> np.ndarray:
@@ -81,13 +93,13 @@ class Reference:
         self.vy = _COV * (_box_mean(self.y * self.y, _WIN) - self.uy * self.uy)
 
     def fidelity(self, perceived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(PSNR, SSIM) per instant of ``perceived`` (N, H, W, 3) against the true frames."""
+        """(MSE, SSIM) per instant of ``perceived`` (N, H, W, 3) against the true frames."""
         x = luma(perceived, self.factor)
         ux = _box_mean(x, _WIN)
         vx = _COV * (_box_mean(x * x, _WIN) - ux * ux)
         vxy = _COV * (_box_mean(x * self.y, _WIN) - ux * self.uy)
         s_map = ((2 * ux * self.uy + _C1) * (2 * vxy + _C2)) / ((ux * ux + self.uy * self.uy + _C1) * (vx + self.vy + _C2))
-        return psnr_batch(perceived, self.frames), s_map.mean(axis=(1, 2))
+        return mse_batch(perceived, self.frames), s_map.mean(axis=(1, 2))
 
 
 def ssim_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -265,6 +265,9 @@ def version() -> None:
 
 from videomemory import cli_memory  # noqa: E402,F401 - registers index, list, inspect, cite, plot, demo
 from videomemory import cli_retrieval  # noqa: E402,F401 - registers search, clip, reindex
+from videomemory.cli_bench import bench  # noqa: E402
+
+app.add_typer(bench, name="bench")  # videomemory bench eval
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,665 @@
+"""Paired, stratified, matched-budget evaluation of the predictive code against flat encoding.
+
+The seed article's acceptance test (DESIGN §9): on the same generated footage (``eval_videos``:
+four content classes with cut, event and motion ground truth), at the same tokens per minute
+(``1/ratio`` of flat, several ratios), compare ``flat``, ``uniform``, ``evs``, ``paper`` and
+``adaptive`` (``eval_methods`` says how each meets the budget and what a model perceives), and
+report per method and class, with mean, std and the worst video (``eval_metrics``):
+
+* perceived fidelity: PSNR (of the video's mean squared error) and SSIM (mean over instants) of
+  what the model could know at every 2 fps instant against the true frame; cosine of image
+  embeddings (``retrieval.embed``) when ``--embedder`` is given;
+* event recall: ground-truth events (an object entering, a label appearing or changing) whose box
+  is covered by sent pixels within 0.5 s; pooled over the class's events, and the worst video;
+* cut detection: precision/recall of the codec's pcost anchors against the true cuts (without a
+  budget, and under each budget), next to PySceneDetect's ``ContentDetector`` (default threshold
+  27, ``min_scene_len`` 0.5 s: the default 15 frames would merge the montage's 1 s shots) on the
+  same source files through its PyAV backend, when ``scenedetect`` is installed;
+* tokens per minute: the actual spend of every method next to its budget, and the adaptive
+  plan's own cost without a budget (mean and std per class: the cost-forecasting input). The
+  forecast: the videos are shorter than two minutes, so instead of the first minute it uses the
+  first ``FORECAST_SHARE`` (half) of each video, two ways: the first half's own tokens per
+  minute, and the mean whole-video rate of the *other* videos whose codec content class
+  (``codec.stats``) equals this video's first-half class (``memory.usage``'s per-class rates);
+  error in % of the whole video's actual cost.
+
+``adaptive`` under a budget is the product's causal rate control (``codec.rate.Planner``). On
+short cut-heavy videos it overshoots: it only declines a hard cut's anchor once it is over budget
+by ``anchor_tokens x log2(pcost / gamma)`` (1.5-2.5 images), a fixed excess that is large against
+the 700-7,700 tokens a 16 s video is allowed. Files allow a second pass, so when the first pass is
+over by more than ``OVERSHOOT`` (5%) the codec runs again with the target lowered by the
+overshoot, and the lower of the two spends is kept (JSON: ``adaptive_rate`` per video and budget,
+with the first pass's figure). Whatever remains over budget is in the table's tokens/min column
+and listed in the losses section: a fidelity bought with more tokens is not a matched win.
+
+"Paired": every method sees the same sampled frames of the same videos, so per-video differences
+are the method alone. Outputs under ``--out``: ``eval.json`` (settings, per-video records,
+aggregates), ``eval.md`` (the tables and the "Where the predictive code loses" section, generated
+from the aggregates), ``fidelity_vs_tokens.png`` and ``cost_spread.png``.
+
+Sizes: the default suite is 10 videos per class (40) of 16 s on the product's 512x512 grid at
+ratios 4, 7 and 12, on a pool of 2 worker processes; ``--quick`` is 2 per class of 12 s on a
+256x256 grid (same ratios), for CI. The codec runs four times per video (once without a budget,
+once per budget with the recorded motion replayed) and 15 packages a video are scored, about
+30 core-seconds per 16 s video at 512x512; longer videos would not fit the 10-minute target.
+For the same reason the suite's codec stores anchors and intra patches as JPEG (same quality
+settings) instead of the product's AVIF, which costs ~20x more to encode and dominated the run:
+token plans depend on residual energies, not on the image codec (the same plan totals came out
+on a test video), and ``adaptive``'s fidelity then includes JPEG's loss instead of AVIF's.
+``--anchor-format avif`` runs the product's exact storage.
+
+A video model slots in through ``VLMScorer``: ``score(video, package)`` gets the ground truth
+(``EvalVideo``: cuts, events with boxes, shots) and everything a method sent (``Package``: the
+sends with their times and cells, and per instant the perceived image; the pixels of a send are
+``perceived[i]`` inside its cells), and returns named numbers (higher is better) that are
+aggregated like the other metrics (prefixed ``vlm_``) and shown as extra table columns. Every
+method's package of a video is scored on the same questions, so the comparison stays paired. The
+scorer is pickled to the worker processes: load the model lazily, on the first ``score``.
+``NoopScorer`` returns nothing. For example::
+
+    class QAScorer:
+        name = "qwen-qa"
+
+        def score(self, video, package):
+            questions = make_questions(video)  # e.g. "what appears at 7 s?" from video.events
+            answers = ask_model(package)       # the sent images and cells, in time order
+            return {"qa_accuracy": accuracy(questions, answers)}
+
+    run_suite(Settings(), "results/eval", scorer=QAScorer())
+
+    python -m videomemory.bench.eval_suite [--quick] [--out results/eval] [--budgets 4,7,12]
+    videomemory bench eval [--quick] [--out results/eval] [--budgets 4,7,12]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import typer
+
+from videomemory.bench.eval_methods import (
+    METHODS,
+    Package,
+    adaptive_package,
+    budget_tpm,
+    evs_package,
+    flat_package,
+    paper_package,
+    run_codec,
+    uniform_package,
+)
+from videomemory.bench.eval_metrics import Reference, cosine_batch, cut_pr, event_hits, psnr_of_mse
+from videomemory.bench.eval_videos import CLASSES, EvalVideo, make_video
+from videomemory.cli_bench import eval_command
+
+FORECAST_SHARE = 0.5
+OVERSHOOT = 0.05  # adaptive over its budget by more than this share gets a second, corrected pass
+DEFAULT_RATIOS: tuple[float, ...] = (4.0, 7.0, 12.0)
+#: Per-video metric keys of every package, and whether higher is better.
+METRICS = {"tokens_per_min": None, "psnr": True, "ssim": True, "event_recall": True, "cosine": True}
+
+
+@runtime_checkable
+class VLMScorer(Protocol):
+    """A paired QA evaluation with a real video model: scores one method's package of one video."""
+
+    name: str
+
+    def score(self, video: EvalVideo, package: Package) -> dict[str, float]:
+        """Named scores (higher is better) of what ``package`` lets the model answer about ``video``."""
+        ...
+
+
+class NoopScorer:
+    """No video model: scores nothing."""
+
+    name = "none"
+
+    def score(self, video: EvalVideo, package: Package) -> dict[str, float]:
+        """No scores."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the suite runs: video count and size, budgets, workers, optional embedder."""
+
+    per_class: int = 10
+    duration_s: float = 16.0
+    size: int = 512
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    workers: int = 2
+    motion: str = "median"  # how adaptive's receiver warps: "median" (one vector) or "blocks"
+    embedder: str | None = None  # retrieval.embed.load_embedder spec; None: no cosine
+    scenedetect: bool = True
+    anchor_format: str = "jpeg"  # how the codec stores anchors and intra patches in the suite (module doc)
+    quick: bool = False
+
+    @classmethod
+    def quick_mode(cls, **changes: object) -> "Settings":
+        """The CI size: 2 videos per class of 12 s on a 256x256 grid."""
+        base = {"per_class": 2, "duration_s": 12.0, "size": 256, "quick": True}
+        base.update(changes)
+        return cls(**base)  # type: ignore[arg-type]
+
+
+# --- one video --------------------------------------------------------------------------------
+
+
+def scenedetect_cuts(path: str, min_scene_s: float = 0.5) -> list[float] | None:
+    """Cut times PySceneDetect's ContentDetector finds in ``path`` (PyAV backend), or None if not installed."""
+    try:
+        from scenedetect import ContentDetector, SceneManager, open_video
+    except ImportError:
+        return None
+    video = open_video(path, backend="pyav")
+    manager = SceneManager()
+    manager.add_detector(ContentDetector(min_scene_len=max(1, round(min_scene_s * float(video.frame_rate)))))
+    manager.detect_scenes(video)
+    return [float(start.seconds) for start, _ in manager.get_scene_list()[1:]]
+
+
+def _pcost_anchors(times: Sequence[float], roles: Sequence[str], reasons: Sequence[str]) -> list[float]:
+    """Times of the anchors the codec took because prediction failed (its cut claims)."""
+    return [t for t, r, why in zip(times, roles, reasons) if r == "I" and why == "pcost"]
+
+
+def _score_package(video: EvalVideo, pkg: Package, ref: Reference, cell: int, truth_vecs: np.ndarray | None,
+                   embedder: object, scorer: VLMScorer) -> dict:
+    """Per-video figures of one package."""
+    mse, s = ref.fidelity(pkg.perceived)
+    hits = event_hits(video.events, pkg.sends, video.box_at, cell)
+    rec = {
+        "tokens": pkg.tokens,
+        "tokens_per_min": pkg.tokens_per_min,
+        "budget_tpm": pkg.budget_tpm,
+        "psnr": float(psnr_of_mse(np.mean(mse))),
+        "psnr_min_frame": float(psnr_of_mse(np.max(mse))),
+        "ssim": float(np.mean(s)),
+        "events": len(hits),
+        "event_hits": int(sum(hits)),
+        "event_recall": float(np.mean(hits)) if hits else None,
+        "frames_sent": len(pkg.sends),
+    }
+    if embedder is not None and truth_vecs is not None:
+        vecs = embedder.embed_images(list(pkg.perceived))  # type: ignore[attr-defined]
+        rec["cosine"] = float(np.mean(cosine_batch(vecs, truth_vecs)))
+    for k, v in scorer.score(video, pkg).items():
+        rec[f"vlm_{k}"] = float(v)
+    return rec
+
+
+def evaluate_video(spec: tuple[str, int], settings: Settings, folder: str, scorer: VLMScorer = NoopScorer()) -> dict:
+    """Render, code and score one suite video under every method and budget; a JSON-ready record."""
+    import torch
+
+    from videomemory.codec.config import CodecConfig, Grid
+    from videomemory.codec.decode import sample_frames
+    from videomemory.codec.stats import content_stats
+    from videomemory.codec.tokens import TokenModel
+
+    torch.set_num_threads(1)
+    t_start, c_start = time.perf_counter(), time.process_time()
+    content_class, seed = spec
+    size = (settings.size, settings.size)
+    video = make_video(content_class, seed, folder, size, settings.duration_s)
+    config = CodecConfig(grid=Grid(*size))
+    config = config.with_(residual=dataclasses.replace(config.residual, anchor_format=settings.anchor_format))
+    model = TokenModel(grid=config.grid)
+    frames = list(sample_frames(video.path, fps=config.fps, grid=config.grid))
+    times = [f.time_s for f in frames]
+    minutes = len(frames) / config.fps / 60.0
+    t0 = time.perf_counter()
+    base = run_codec(frames, config, keep=True)
+    encode_s = time.perf_counter() - t0
+    ref = Reference(np.stack([f.image for f in frames]))
+    embedder = None
+    truth_vecs = None
+    if settings.embedder:
+        from videomemory.retrieval.embed import load_embedder
+
+        embedder = load_embedder(settings.embedder, device="cpu")
+        truth_vecs = embedder.embed_images([f.image for f in frames])
+
+    cell = config.grid.token_px
+    methods: dict[str, dict[str, dict]] = {}
+    adaptive_cuts: dict[str, dict] = {}
+    rate: dict[str, dict] = {}
+    budget_encode_s = 0.0
+    for ratio in settings.ratios:
+        key = f"{ratio:g}"
+        t0 = time.perf_counter()
+        budget = budget_tpm(model, ratio, config.fps)
+        run = run_codec(frames, config, budget, motion=base.fields)
+        first_tpm, target = run.tokens / minutes, budget
+        if first_tpm > budget * (1 + OVERSHOOT):  # second pass, the target lowered by the overshoot
+            target = max(float(model.anchor_tokens), budget - (first_tpm - budget))
+            second = run_codec(frames, config, target, motion=base.fields)
+            run = second if second.tokens < run.tokens else run
+        rate[key] = {"first_pass_tpm": first_tpm, "target_tpm": target, "passes": 1 if target == budget else 2,
+                     "final_tpm": run.tokens / minutes}
+        budget_encode_s += time.perf_counter() - t0
+        packages = [
+            flat_package(video.path, frames, config, model, ratio),
+            uniform_package(frames, model, ratio, config.fps),
+            evs_package(frames, model, ratio, config.fps),
+            paper_package(frames, base, model, ratio, config.fps),
+            adaptive_package(frames, run, model, ratio, config.fps, settings.motion),
+        ]
+        for pkg in packages:
+            methods.setdefault(pkg.method, {})[key] = _score_package(video, pkg, ref, cell, truth_vecs, embedder, scorer)
+        adaptive_cuts[key] = cut_pr(_pcost_anchors(times, run.roles, run.reasons), video.truth.cuts_s)
+
+    sd = scenedetect_cuts(video.path) if settings.scenedetect else None
+    half = max(1, int(round(len(base.encoded) * FORECAST_SHARE)))
+    first = content_stats(base.encoded[:half], config.fps)
+    whole = content_stats(base.encoded, config.fps)
+    return {
+        "video": video.name,
+        "class": content_class,
+        "recipe": video.recipe,
+        "seed": seed,
+        "frames": len(frames),
+        "minutes": minutes,
+        "truth": video.summary(),
+        "encode_s": encode_s,
+        "budget_encode_s": budget_encode_s,
+        "wall_s": time.perf_counter() - t_start,
+        "cpu_s": time.process_time() - c_start,
+        "natural_tpm": base.tokens / minutes,
+        "rebuilt_psnr_mean": float(np.mean([min(p, 100.0) for p in base.psnr])),
+        "first_part_tpm": first.tokens_per_min,
+        "first_part_class": first.content_class,
+        "codec_class": whole.content_class,
+        "stored_anchors": base.roles.count("I"),
+        "adaptive_rate": rate,
+        "cuts": {
+            "codec": cut_pr(_pcost_anchors(times, base.roles, base.reasons), video.truth.cuts_s),
+            "adaptive": adaptive_cuts,
+            "scenedetect": None if sd is None else {**cut_pr(sd, video.truth.cuts_s), "times": sd},
+        },
+        "methods": methods,
+    }
+
+
+# --- aggregation ------------------------------------------------------------------------------
+
+
+def _stats(values: Sequence[float | None], higher_better: bool | None = True) -> dict[str, float | None]:
+    """Mean, sample std and worst (min, or max when lower is better) of the values that are not None."""
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return {"mean": None, "std": None, "worst": None, "n": 0}
+    worst = min(v) if higher_better is not False else max(v)
+    return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "worst": worst, "n": len(v)}
+
+
+def forecast_errors(records: Sequence[dict]) -> None:
+    """Add each video's forecast errors (first-part rate; leave-one-out class rate) in place, in %."""
+    overall = [r["natural_tpm"] for r in records]
+    for i, r in enumerate(records):
+        actual = r["natural_tpm"]
+        same = [o["natural_tpm"] for j, o in enumerate(records) if j != i and o["codec_class"] == r["first_part_class"]]
+        others = [x for j, x in enumerate(overall) if j != i]
+        class_rate = statistics.fmean(same) if same else (statistics.fmean(others) if others else actual)
+        r["forecast"] = {
+            "first_part_tpm": r["first_part_tpm"],
+            "class_rate_tpm": class_rate,
+            "class_rate_from": len(same),
+            "first_part_error_pct": 100.0 * abs(r["first_part_tpm"] - actual) / actual if actual else 0.0,
+            "class_rate_error_pct": 100.0 * abs(class_rate - actual) / actual if actual else 0.0,
+        }
+
+
+def aggregate(records: Sequence[dict], ratios: Sequence[float]) -> dict:
+    """Per ratio, class and method: mean/std/worst of every metric; pooled event recall; cuts; cost."""
+    out: dict = {"methods": {}, "cuts": {}, "cost": {}}
+    for ratio in ratios:
+        key = f"{ratio:g}"
+        out["methods"][key] = {}
+        for c in CLASSES:
+            rows = [r for r in records if r["class"] == c]
+            out["methods"][key][c] = {}
+            for m in METHODS:
+                recs = [r["methods"][m][key] for r in rows]
+                names = set(METRICS) | {k for x in recs for k in x if k.startswith("vlm_")}
+                agg = {k: _stats([x.get(k) for x in recs], METRICS.get(k, True)) for k in sorted(names)}
+                agg["tokens_per_min"]["worst"] = max((x["tokens_per_min"] for x in recs), default=None)
+                events = sum(x["events"] for x in recs)
+                agg["event_recall_pooled"] = sum(x["event_hits"] for x in recs) / events if events else None
+                agg["events"] = events
+                agg["budget_tpm"] = recs[0]["budget_tpm"] if recs else None
+                out["methods"][key][c][m] = agg
+    for c in CLASSES:
+        rows = [r for r in records if r["class"] == c]
+
+        def pooled(get) -> dict:  # noqa: ANN001 - a small accessor
+            cuts = [get(r) for r in rows if get(r) is not None]
+            if not cuts:
+                return {"precision": None, "recall": None, "cuts": 0, "claims": 0, "matched": 0}
+            n_cuts, n_claims, n_match = (sum(x[k] for x in cuts) for k in ("cuts", "claims", "matched"))
+            return {"precision": n_match / n_claims if n_claims else 1.0, "recall": n_match / n_cuts if n_cuts else 1.0,
+                    "cuts": n_cuts, "claims": n_claims, "matched": n_match}
+
+        out["cuts"][c] = {
+            "codec": pooled(lambda r: r["cuts"]["codec"]),
+            "scenedetect": pooled(lambda r: r["cuts"]["scenedetect"]),
+            **{f"adaptive@{k:g}": pooled(lambda r, k=k: r["cuts"]["adaptive"][f"{k:g}"]) for k in ratios},
+        }
+        out["cost"][c] = {
+            "natural_tpm": _stats([r["natural_tpm"] for r in rows], None),
+            "natural_tpm_min": min((r["natural_tpm"] for r in rows), default=None),
+            "natural_tpm_max": max((r["natural_tpm"] for r in rows), default=None),
+            "first_part_error_pct": _stats([r["forecast"]["first_part_error_pct"] for r in rows], False),
+            "class_rate_error_pct": _stats([r["forecast"]["class_rate_error_pct"] for r in rows], False),
+            "codec_classes": {k: sum(r["codec_class"] == k for r in rows) for k in sorted({r["codec_class"] for r in rows})},
+        }
+    return out
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _f(x: float | None, spec: str) -> str:
+    """A number as text, "-" when missing."""
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:{spec}}"
+
+
+def _ms(a: dict, spec: str) -> str:
+    """mean±std (worst) of one aggregate."""
+    return f"{_f(a['mean'], spec)}±{_f(a['std'], spec)} ({_f(a['worst'], spec)})"
+
+
+def method_table(agg: dict, ratio: float, flat_tpm: float) -> str:
+    """The Markdown table of every class and method at one budget ratio."""
+    key = f"{ratio:g}"
+    rows = agg["methods"][key]
+    vlm = sorted({k for c in rows.values() for m in c.values() for k in m if k.startswith("vlm_")})
+    has_cos = any(m["cosine"]["n"] for c in rows.values() for m in c.values())
+    head = ["class", "method", "tokens/min mean±std (max)", "PSNR dB mean±std (worst)", "SSIM mean±std (worst)",
+            "event recall pooled (worst video) [events]"] + (["embedding cosine mean±std (worst)"] if has_cos else []) + vlm
+    budget = flat_tpm / ratio
+    lines = [f"Budget 1/{ratio:g} of flat = {budget:,.0f} tokens/min (flat: {flat_tpm:,.0f}).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in CLASSES:
+        for m in METHODS:
+            a = rows[c][m]
+            t = a["tokens_per_min"]
+            cells = [c, m, f"{_f(t['mean'], ',.0f')}±{_f(t['std'], ',.0f')} ({_f(t['worst'], ',.0f')})",
+                     _ms(a["psnr"], ".2f"), _ms(a["ssim"], ".3f"),
+                     f"{_f(a['event_recall_pooled'], '.2f')} ({_f(a['event_recall']['worst'], '.2f')}) [{a['events']}]"]
+            if has_cos:
+                cells.append(_ms(a["cosine"], ".3f"))
+            cells += [_ms(a[k], ".3f") for k in vlm]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cut_table(agg: dict, ratios: Sequence[float]) -> str:
+    """Cut detection precision/recall per class: codec anchors (no budget, each budget), PySceneDetect."""
+    cols = ["codec"] + [f"adaptive@{r:g}" for r in ratios] + ["scenedetect"]
+    names = {"codec": "codec anchors, no budget", "scenedetect": "PySceneDetect ContentDetector"}
+    head = ["class", "true cuts"] + [(names[c] if c in names else f"anchors at 1/{c.split('@')[1]}") + " P / R" for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in CLASSES:
+        row = agg["cuts"][c]
+        cells = [c, str(row["codec"]["cuts"])]
+        for col in cols:
+            x = row[col]
+            cells.append("n/a" if x["precision"] is None else f"{x['precision']:.2f} / {x['recall']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(agg: dict, flat_tpm: float) -> str:
+    """Adaptive tokens/min without a budget per class, its spread, and the forecast errors."""
+    head = ["class", "adaptive tokens/min mean±std", "min-max", "share of flat", "forecast error %, first half's rate: mean (worst)",
+            "forecast error %, class rate: mean (worst)", "codec's class of the videos"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in CLASSES:
+        x = agg["cost"][c]
+        n = x["natural_tpm"]
+        fe, ce = x["first_part_error_pct"], x["class_rate_error_pct"]
+        lines.append("| " + " | ".join([
+            c, f"{_f(n['mean'], ',.0f')}±{_f(n['std'], ',.0f')}", f"{_f(x['natural_tpm_min'], ',.0f')}-{_f(x['natural_tpm_max'], ',.0f')}",
+            f"{100 * n['mean'] / flat_tpm:.1f}%" if n["mean"] is not None else "-",
+            f"{_f(fe['mean'], '.1f')} ({_f(fe['worst'], '.1f')})", f"{_f(ce['mean'], '.1f')} ({_f(ce['worst'], '.1f')})",
+            ", ".join(f"{k} {v}" for k, v in x["codec_classes"].items()),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def losses(agg: dict, ratios: Sequence[float]) -> list[dict]:
+    """Every (budget, class, metric, baseline) where adaptive's mean is below flat's, uniform's, evs' or paper's."""
+    found = []
+    for ratio in ratios:
+        rows = agg["methods"][f"{ratio:g}"]
+        for c in CLASSES:
+            ours = rows[c]["adaptive"]
+            for base in ("flat", "uniform", "evs", "paper"):
+                other = rows[c][base]
+                for metric, label in (("psnr", "PSNR"), ("ssim", "SSIM"), ("event_recall_pooled", "event recall")):
+                    a = ours[metric] if metric == "event_recall_pooled" else ours[metric]["mean"]
+                    b = other[metric] if metric == "event_recall_pooled" else other[metric]["mean"]
+                    if a is not None and b is not None and a < b:
+                        found.append({"ratio": ratio, "class": c, "baseline": base, "metric": label, "adaptive": a, "other": b})
+    return found
+
+
+def _loss_lines(found: list[dict], baselines: tuple[str, ...]) -> list[str]:
+    """One Markdown bullet per (budget, class): each metric lost, against which baselines, by how much."""
+    spec = {"PSNR": ".2f", "SSIM": ".3f", "event recall": ".2f"}
+    unit = {"PSNR": " dB", "SSIM": "", "event recall": ""}
+    groups: dict[tuple[float, str], list[dict]] = {}
+    for x in found:
+        if x["baseline"] in baselines:
+            groups.setdefault((x["ratio"], x["class"]), []).append(x)
+    lines = []
+    for (ratio, c), xs in groups.items():
+        parts = []
+        for metric in ("PSNR", "SSIM", "event recall"):
+            ms = [x for x in xs if x["metric"] == metric]
+            if ms:
+                s, u = spec[metric], unit[metric]
+                vs = ", ".join(f"`{x['baseline']}` {x['other']:{s}}{u} ({x['adaptive'] - x['other']:+{s}})" for x in ms)
+                parts.append(f"{metric} {ms[0]['adaptive']:{s}}{u} vs {vs}")
+        lines.append(f"- 1/{ratio:g}, {c}: " + "; ".join(parts))
+    return lines
+
+
+def losses_section(agg: dict, ratios: Sequence[float]) -> str:
+    """The generated "Where the predictive code loses" Markdown section."""
+    found = losses(agg, ratios)
+    lines = ["## Where the predictive code loses", ""]
+    main = _loss_lines(found, ("flat", "uniform"))
+    if not main:
+        lines.append("At every budget and class, `adaptive` is at or above `flat` and `uniform` on mean PSNR, mean SSIM and event recall.")
+    else:
+        lines += ["Budgets and classes where `adaptive` is below `flat` or `uniform` (class means; event recall pooled "
+                  "over the class's events; the difference in brackets):", ""] + main
+    over = []
+    for ratio in ratios:
+        for c in CLASSES:
+            a = agg["methods"][f"{ratio:g}"][c]["adaptive"]
+            spent, budget = a["tokens_per_min"]["mean"], a.get("budget_tpm")
+            if spent is not None and budget and spent > budget * (1 + OVERSHOOT):
+                over.append(f"- 1/{ratio:g}, {c}: `adaptive` spent {spent:,.0f} tokens/min against a budget of {budget:,.0f} "
+                            f"({100 * (spent / budget - 1):+.0f}%), so its figures there are not at a matched budget")
+    if over:
+        lines += ["", "Where `adaptive`'s rate control did not hold the budget (class mean, after the second pass):", ""] + over
+    rest = _loss_lines(found, ("evs", "paper"))
+    lines.append("")
+    if rest:
+        lines += ["Against `evs` and `paper`:", ""] + rest
+    else:
+        lines.append("`adaptive` is at or above `evs` and `paper` on every class, budget and metric.")
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path) -> list[Path]:
+    """Write fidelity_vs_tokens.png (PSNR and SSIM vs actual tokens/min per class) and cost_spread.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg, ratios = result["aggregate"], result["settings"]["ratios"]
+    flat_tpm = result["settings"]["flat_tpm"]
+    colours = {"flat": "#7f7f7f", "uniform": "#1f77b4", "evs": "#2ca02c", "paper": "#9467bd", "adaptive": "#d62728"}
+    fig, axes = plt.subplots(2, len(CLASSES), figsize=(4.2 * len(CLASSES), 7.5), squeeze=False)
+    for col, c in enumerate(CLASSES):
+        for row, (metric, label) in enumerate((("psnr", "PSNR dB"), ("ssim", "SSIM"))):
+            ax = axes[row][col]
+            for m in METHODS:
+                pts = [agg["methods"][f"{r:g}"][c][m] for r in ratios]
+                x = [p["tokens_per_min"]["mean"] for p in pts]
+                y = [p[metric]["mean"] for p in pts]
+                e = [p[metric]["std"] for p in pts]
+                ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=2, lw=1.2, color=colours[m], label=m)
+            ax.set_xscale("log")
+            ax.set_title(c if row == 0 else "")
+            ax.set_xlabel("actual tokens/min (log)")
+            if col == 0:
+                ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Perceived fidelity vs tokens per minute at budgets 1/{', 1/'.join(f'{r:g}' for r in ratios)} of flat "
+                 f"({flat_tpm:,.0f}/min); mean ± std over videos")
+    fig.tight_layout()
+    p1 = out_dir / "fidelity_vs_tokens.png"
+    fig.savefig(p1, dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rng = np.random.default_rng(0)
+    for i, c in enumerate(CLASSES):
+        v = [r["natural_tpm"] for r in result["videos"] if r["class"] == c]
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=18, color="#d62728", alpha=0.8)
+        if v:
+            ax.hlines(statistics.fmean(v), i - 0.3, i + 0.3, color="k", lw=1.5)
+    for r in ratios:
+        ax.axhline(flat_tpm / r, color="#1f77b4", ls=":", lw=1)
+        ax.text(len(CLASSES) - 0.45, flat_tpm / r, f"1/{r:g}", va="bottom", fontsize=8, color="#1f77b4")
+    ax.axhline(flat_tpm, color="#7f7f7f", ls="--", lw=1)
+    ax.text(len(CLASSES) - 0.45, flat_tpm, "flat", va="bottom", fontsize=8, color="#7f7f7f")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(CLASSES)), CLASSES)
+    ax.set_ylabel("adaptive tokens/min, no budget (log)")
+    ax.set_title("Per-video cost spread of the adaptive plan (dots: videos, bars: class mean)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    p2 = out_dir / "cost_spread.png"
+    fig.savefig(p2, dpi=100)
+    plt.close(fig)
+    return [p1, p2]
+
+
+def report(result: dict) -> str:
+    """The whole Markdown report: settings, a table per budget, cuts, cost, and the losses section."""
+    s, agg = result["settings"], result["aggregate"]
+    parts = [
+        "# Matched-budget evaluation",
+        "",
+        f"{s['videos']} generated videos ({s['per_class']} per class) of {s['duration_s']:g} s on a {s['size']}x{s['size']} grid, "
+        f"sampled at {s['fps']:g} fps; wall {result['wall_s']:.0f} s on {s['workers']} worker(s), {s['cpu_count']} CPU(s)"
+        + (f", {result['worker_cpu_s']:.0f} CPU-s in the workers. " if result.get("worker_cpu_s") else ". ") +
+        f"Cells: mean±std over videos (worst video in brackets: lowest, or highest tokens/min). "
+        f"Adaptive receiver warps by: {s['motion']}.",
+        "",
+    ]
+    for r in s["ratios"]:
+        parts += [f"## Budget 1/{r:g}", "", method_table(agg, r, s["flat_tpm"]), ""]
+    parts += ["## Cut detection (pooled over the class's videos)", "", cut_table(agg, s["ratios"]), "",
+              "## Cost without a budget, and its forecast", "", cost_table(agg, s["flat_tpm"]), "",
+              losses_section(agg, s["ratios"]), ""]
+    return "\n".join(parts)
+
+
+# --- runner -----------------------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    """Worker processes use one torch thread each (the pool is the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_suite(settings: Settings = Settings(), out_dir: Path | str = Path("results/eval"), scorer: VLMScorer = NoopScorer(),
+              log: bool = True) -> dict:
+    """Run the whole suite; write eval.json, eval.md and the PNGs under ``out_dir``; return the result."""
+    from videomemory.codec.config import Grid
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = [(c, seed) for c in CLASSES for seed in range(settings.per_class)]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vm-eval-") as tmp:
+        job = partial(evaluate_video, settings=settings, folder=tmp, scorer=scorer)
+        records = []
+        if settings.workers <= 1:
+            for spec in specs:
+                records.append(job(spec))
+                if log:
+                    print(f"  {records[-1]['video']}: {records[-1]['wall_s']:.1f} s", flush=True)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(settings.workers, mp_context=ctx, initializer=_init_worker) as pool:
+                for rec in pool.map(job, specs):
+                    records.append(rec)
+                    if log:
+                        print(f"  {rec['video']}: {rec['wall_s']:.1f} s", flush=True)
+    wall = time.perf_counter() - t0
+    forecast_errors(records)
+    grid = Grid(settings.size, settings.size)
+    import torch
+
+    result = {
+        "benchmark": "eval_suite",
+        "settings": {
+            **{k: v for k, v in asdict(settings).items()},
+            "videos": len(specs),
+            "fps": 2.0,
+            "tokens_per_image": grid.tokens_per_image,
+            "flat_tpm": grid.tokens_per_image * 2.0 * 60.0,
+            "budgets_tpm": {f"{r:g}": grid.tokens_per_image * 120.0 / r for r in settings.ratios},
+            "forecast_share": FORECAST_SHARE,
+            "scorer": scorer.name,
+            "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
+        "wall_s": wall,
+        "worker_cpu_s": sum(r.get("cpu_s", 0.0) for r in records),
+        "videos": records,
+    }
+    result["aggregate"] = aggregate(records, settings.ratios)
+    result["losses"] = losses(result["aggregate"], settings.ratios)
+    (out_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "eval.md").write_text(report(result))
+    plot(result, out_dir)
+    return result
+
+
+#: ``python -m videomemory.bench.eval_suite``: the same command as ``videomemory bench eval``.
+app = typer.Typer(add_completion=False)
+app.command()(eval_command)
+
+
+if __name__ == "__main__":
+    app()
