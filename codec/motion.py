@@ -34,6 +34,17 @@ _MAX_RADIUS = (1 << (_KEY_BITS - 2)) - 1
 _COARSE_TOP = 3  # candidates per block from the 1/8 level
 _KEEP = 2  # candidates kept per block after each refinement level
 _PROPAGATION_ROUNDS = 2  # rounds of adopting a neighbour's winner
+# Blocks whose chosen cost stays above 2 per RGB value (H.264 noise on a real match is about 1)
+# and above twice the frame's median block cost get a second, block-only search over the whole
+# window: see ``_rescue``.
+_RESCUE_COST = 2 * 3 * BLOCK * BLOCK
+_RESCUE_MEDIAN = 2
+_RESCUE_TOP = 32  # candidates per block from the rescue's 1/4-resolution exhaustive search
+_RESCUE_KEEP = (8, 4)  # kept per block after its 1/2 and its full-resolution refinement
+# A frame where more than this share of blocks has no match is not predictable (a cut, motion
+# beyond the window): it becomes an anchor, and a rescue there would search every block.
+_RESCUE_SHARE = 0.25
+_RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
 @dataclass(frozen=True)
@@ -305,6 +316,91 @@ class _Scorer:
         return _absdiff(blocks, self._curb[rows]).sum((1, 2, 3), dtype=torch.int32).to(torch.int64)
 
 
+def _window_search(
+    cur: torch.Tensor, ref: torch.Tensor, scale: int, radius: int, lam: int, blocks: torch.Tensor, top: int
+) -> torch.Tensor:
+    """Exhaustive search of ``blocks`` (M,) on one luma level over +-radius/scale -> (M, top, 2) level px.
+
+    Each block is matched on its own pixels only (no neighbourhood), one level pixel offset of the
+    block at a time over the (M, 2r+1, 2r+1) cost volume, in exact int32.
+    """
+    size = BLOCK // scale
+    r = radius // scale
+    h, w = cur.shape
+    dev = cur.device
+    n, win = 2 * r + 1, size + 2 * r
+    org = _origins(h // size, w // size, size, dev)[blocks]  # (M, 2)
+    views = pad_edges(ref, r).unfold(0, win, 1).unfold(1, win, 1)  # (Hv, Wv, win, win) view
+    wins = views[org[:, 0], org[:, 1]].to(torch.int32)  # (M, win, win)
+    curb = cur.unfold(0, size, size).unfold(1, size, size).reshape(-1, size, size)[blocks].to(torch.int32)
+    sad = torch.zeros((blocks.shape[0], n, n), dtype=torch.int32, device=dev)
+    for a in range(size):
+        for b in range(size):
+            sad += (wins[:, a : a + n, b : b + n] - curb[:, a, b, None, None]).abs_()
+    ar = torch.arange(-r, r + 1, device=dev)
+    d = torch.stack(torch.meshgrid(ar, ar, indexing="ij"), -1).reshape(-1, 2)  # (D, 2)
+    key = _key(sad.reshape(sad.shape[0], -1) + _lambda(lam, scale, size, 4 * scale * scale) * d.abs().sum(-1), d)
+    _, idx = torch.topk(key, min(top, key.shape[1]), dim=1, largest=False, sorted=True)
+    return d[idx]
+
+
+def _rescue(
+    y_cur: list[torch.Tensor], y_ref: list[torch.Tensor], scorer: "_Scorer", radius: int, lam: int,
+    active: torch.Tensor, best: torch.Tensor, best_key: torch.Tensor,
+) -> None:
+    """Search again, in place, the active blocks whose chosen cost is above ``_RESCUE_COST``.
+
+    They are mostly blocks with no true match (content entering the frame, uncovered
+    background): the optimum there is a partial match anywhere in the window, which the
+    neighbourhood-smoothed coarse level and the predictors do not propose. An exhaustive
+    block-only search at 1/4 resolution proposes ``_RESCUE_TOP`` vectors, refined by +-1 on the
+    block's own pixels at 1/2 and full resolution, then decided in exact RGB with the current
+    winner, so a rescued block never gets worse. Frames where more than ``_RESCUE_SHARE`` of
+    the blocks are hard are left as they are.
+    """
+    cost = best_key >> (3 * _KEY_BITS)
+    floor = max(_RESCUE_COST, _RESCUE_MEDIAN * int(cost.median()))  # median: an exact order statistic
+    hard = (cost > floor).nonzero().squeeze(1)  # rows into active
+    m = hard.shape[0]
+    if m == 0 or m > _RESCUE_SHARE * active.numel():
+        return
+    dev = best.device
+    blocks = active.nonzero().squeeze(1)[hard]  # ascending, like the rows of a mask
+    mask = torch.zeros_like(active)
+    mask[blocks] = True
+    cand = _window_search(y_cur[2], y_ref[2], 4, radius, lam, blocks, _RESCUE_TOP)  # (M, top, 2) at 1/4
+    for scale, level, keep in ((2, 1, _RESCUE_KEEP[0]), (1, 0, _RESCUE_KEEP[1])):
+        cand = _refine(y_cur[level], y_ref[level], scale, 0, 4 * scale * scale, lam, radius, mask, cand * 2,
+                       keep=keep)
+    cand = torch.cat([cand, best[hard][:, None, :]], 1)  # (M, K, 2) px
+    rows = torch.arange(m, device=dev)
+    for _ in range(2):  # the exact decision, then exact +-1 around its winner
+        k = cand.shape[1]
+        sad = scorer._gather_sad(hard[:, None].expand(m, k).reshape(-1), cand.reshape(-1, 2)).view(m, k)
+        key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
+        win = cand[rows, idx]
+        cand = torch.cat([win[:, None, :], (win[:, None, :] + _RING8.to(dev)).clamp(-radius, radius)], 1)
+    best[hard] = win
+    best_key[hard] = key
+
+
+def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact RGB decision between each winner (N, 2), its 8 neighbouring vectors and 5 shorter ones.
+
+    The pyramid refines in luma, so the exact +-1 catches winners one px off. The shorter
+    vectors (each component alone, halves) are for flat areas, where the optimum is the
+    shortest vector whose reference block still lies in the flat region and lambda|d| decides.
+    """
+    b = best[:, None, :]
+    zero = torch.zeros_like(b[..., :1])
+    half = torch.div(b, 2, rounding_mode="trunc")
+    shorter = [torch.cat([b[..., :1], zero], -1), torch.cat([zero, b[..., 1:]], -1), half,
+               torch.cat([b[..., :1], half[..., 1:]], -1), torch.cat([half[..., :1], b[..., 1:]], -1)]
+    cand = torch.cat([b, (b + _RING8.to(b.device)).clamp(-radius, radius)] + shorter, 1)
+    key, idx = scorer.keys(cand).min(1)
+    return cand[torch.arange(cand.shape[0], device=cand.device), idx], key
+
+
 def _field(d: torch.Tensor, key: torch.Tensor, active: torch.Tensor, by: int, bx: int, lam: int) -> MotionField:
     """Build the field from the winners' vectors (N, 2) and keys (N,); inactive blocks are still."""
     dev = d.device
@@ -373,4 +469,6 @@ def fast_search(
         cand = torch.cat([best[:, None, :], _neighbours(full, by, bx)[active]], 1)
         best_key, idx = scorer.keys(cand).min(1)
         best = cand[rows, idx]
+    best, best_key = _polish(scorer, best, radius)
+    _rescue(y_cur, y_ref, scorer, radius, lam, active, best, best_key)
     return _field(best, best_key, active, by, bx, lam)
