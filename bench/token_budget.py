@@ -13,6 +13,9 @@ measures, per minute of video:
   the table's min is the worst frame over all seeds);
 * stored code size in KB (1000 bytes) per minute, and the size of the same sampled frames as
   JPEG quality 90 (Pillow defaults), with the ratio code / JPEG;
+* drift along the P-chain: per GOP, the first P-frame's PSNR minus the last's, the worst over
+  full GOPs (anchor + K_max P-frames: issue 4's "within 1 dB over a 17-frame GOP") and over
+  every GOP with at least two P-frames (shorter GOPs end at a cut or a failed prediction);
 * with ``--budget``: a second pass under rate control, its achieved tokens/min and the error
   against the budget, in %.
 
@@ -70,7 +73,7 @@ QUICK = {"size": 256, "seeds": 1, "duration": 20.0}
 METRICS = (
     "adaptive_tpm", "paper_tpm", "flat_tpm", "uniform_tpm", "saving_vs_flat_pct",
     "psnr_mean", "psnr_min", "code_kb_per_min", "jpeg90_kb_per_min", "code_vs_jpeg90",
-    "budget_tpm", "budget_error_pct", "encode_s",
+    "budget_tpm", "budget_error_pct", "encode_s", "drift_full_db", "drift_any_db",
 )
 
 
@@ -93,6 +96,24 @@ def psnr_stats(values: Sequence[float]) -> dict[str, float | int | None]:
         "psnr_mean": statistics.fmean(finite) if finite else None,
         "psnr_min": min(finite) if finite else None,
         "identical_frames": len(values) - len(finite),
+    }
+
+
+def drift(psnrs: Sequence[float], roles: Sequence[str], k_max: int) -> dict[str, float | int | None]:
+    """Worst first-P minus last-P PSNR per GOP: over full GOPs (1 + k_max frames) and over every GOP
+    with at least two P-frames; None when there is no such GOP. GOPs whose first or last P-frame is
+    identical to its source (inf dB: black frames of a fade) are left out."""
+    gops: list[list[float]] = []
+    for p, r in zip(psnrs, roles):
+        if r == "I" or not gops:
+            gops.append([])
+        gops[-1].append(p)
+    gaps = [(len(g), g[1] - g[-1]) for g in gops if len(g) >= 3 and math.isfinite(g[1]) and math.isfinite(g[-1])]
+    full = [d for n, d in gaps if n == k_max + 1]
+    return {
+        "drift_full_db": max(full) if full else None,
+        "drift_any_db": max(d for _, d in gaps) if gaps else None,
+        "full_gops": len(full),
     }
 
 
@@ -145,6 +166,7 @@ def measure_video(name: str, size: int, duration: float, seed: int, folder: Path
         "encode_s": encode_s,
         **plan_rates(roles, plans, model, config.fps),
         **psnr_stats(psnrs),
+        **drift(psnrs, roles, config.gop.k_max),
         "code_kb_per_min": code_kb,
         "jpeg90_kb_per_min": jpeg_kb,
         "code_vs_jpeg90": code_kb / jpeg_kb if jpeg_kb else None,
@@ -167,6 +189,9 @@ def aggregate(records: Sequence[dict]) -> dict[str, dict[str, float | None]]:
     out = {k: mean_std([r.get(k) for r in records]) for k in METRICS if any(k in r for r in records)}
     mins = [r["psnr_min"] for r in records if r.get("psnr_min") is not None]
     out["psnr_worst"] = {"min": min(mins) if mins else None}
+    for key in ("drift_full_db", "drift_any_db"):  # the worst GOP over all seeds
+        values = [r[key] for r in records if r.get(key) is not None]
+        out[key + "_worst"] = {"max": max(values) if values else None}
     return out
 
 
@@ -217,6 +242,12 @@ def _worst(agg: dict) -> str:
     return "-" if w is None else f"{w:.1f}"
 
 
+def _drift(agg: dict, key: str) -> str:
+    """The worst first-P minus last-P gap over all seeds as table text ("-": no such GOP)."""
+    w = agg.get(key + "_worst", {}).get("max")
+    return "-" if w is None else f"{w:.2f}"
+
+
 def show(result: dict, console: Console | None = None) -> None:
     """Print the per-preset aggregates as a table."""
     s = result["settings"]
@@ -225,7 +256,7 @@ def show(result: dict, console: Console | None = None) -> None:
                     f"{s['sample_fps']:g} fps, {s['seeds']} seed(s) x {s['duration_s']:g} s"
                     + (f", budget {budget:g}/min" if budget is not None else ""))
     heads = ["preset", "class", "adaptive", "paper", "flat", "uniform", "saving", "PSNR mean/min",
-             "code KB/min", "JPEG90 KB/min", "code/JPEG"] + (["budget tpm (err)"] if budget is not None else [])
+             "drift full/any dB", "code KB/min", "JPEG90 KB/min", "code/JPEG"] + (["budget tpm (err)"] if budget is not None else [])
     for h in heads:
         t.add_column(h, justify="right")
     for row in result["presets"]:
@@ -233,7 +264,8 @@ def show(result: dict, console: Console | None = None) -> None:
         cells = [
             row["preset"], row["class"], _fmt(a, "adaptive_tpm", ".0f", True), _fmt(a, "paper_tpm", ".0f", True),
             _fmt(a, "flat_tpm", ".0f"), _fmt(a, "uniform_tpm", ".0f"), _fmt(a, "saving_vs_flat_pct", ".1f") + "%",
-            f"{_fmt(a, 'psnr_mean', '.1f')}/{_worst(a)}", _fmt(a, "code_kb_per_min", ".0f"),
+            f"{_fmt(a, 'psnr_mean', '.1f')}/{_worst(a)}",
+            f"{_drift(a, 'drift_full_db')}/{_drift(a, 'drift_any_db')}", _fmt(a, "code_kb_per_min", ".0f"),
             _fmt(a, "jpeg90_kb_per_min", ".0f"), _fmt(a, "code_vs_jpeg90", ".2f"),
         ]
         if budget is not None:

@@ -25,7 +25,7 @@ def test_token_budget_writes_json_with_plans_in_order(tmp_path):
         assert {"preset", "class", "seeds", "aggregate"} <= row.keys()
         assert len(row["seeds"]) == 1
         for key in ("adaptive_tpm", "paper_tpm", "flat_tpm", "uniform_tpm", "saving_vs_flat_pct",
-                    "psnr_mean", "code_kb_per_min", "jpeg90_kb_per_min", "code_vs_jpeg90"):
+                    "psnr_mean", "code_kb_per_min", "jpeg90_kb_per_min", "code_vs_jpeg90", "drift_any_db"):
             assert key in row["aggregate"] and row["aggregate"][key]["std"] == 0.0, key
         for rec in row["seeds"]:
             assert rec["flat_tpm"] == flat
@@ -33,3 +33,12 @@ def test_token_budget_writes_json_with_plans_in_order(tmp_path):
             assert rec["adaptive_tpm"] <= rec["flat_tpm"]
             assert rec["uniform_tpm"] <= rec["adaptive_tpm"]
             assert rec["code_kb_per_min"] > 0 and rec["jpeg90_kb_per_min"] > 0
+
+
+def test_drift_is_the_worst_first_p_to_last_p_gap_per_gop():
+    inf = float("inf")
+    roles = ["I", "P", "P", "P", "I", "P", "P", "I", "P", "P", "P"]
+    psnrs = [45.0, 43.0, 42.5, 42.0, 44.0, 43.0, 41.0, 44.0, inf, 42.0, 41.0]
+    got = token_budget.drift(psnrs, roles, k_max=3)
+    assert got == {"drift_full_db": 1.0, "drift_any_db": 2.0, "full_gops": 1}  # the inf GOP is left out
+    assert token_budget.drift([40.0, 39.0], ["I", "P"], k_max=3) == {"drift_full_db": None, "drift_any_db": None, "full_gops": 0}
