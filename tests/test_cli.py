@@ -50,3 +50,20 @@ def test_lenient_keeps_the_frames_before_the_damage(tmp_path):
     result = runner.invoke(app, ["encode", str(bad["truncated_data"]), "--grid", "160x128", "--json", "--lenient"])
     assert result.exit_code == 0, result.output
     assert any(json.loads(line)["type"] == "frame" for line in result.stdout.splitlines())
+
+
+def test_encode_names_each_gops_content_class_and_hybrid_flag(tmp_path, monkeypatch):
+    from videomemory import cli
+    from videomemory.codec.stats import CLASSES
+
+    video = write_counter_video(tmp_path / "c.mp4", 75, 30.0, size=(96, 64))
+    result = runner.invoke(app, ["encode", str(video), "--grid", "96x64", "--json"])
+    assert result.exit_code == 0, result.output
+    gops = [r for r in map(json.loads, filter(str.strip, result.stdout.splitlines())) if r["type"] == "gop"]
+    assert gops and all(g["content_class"] in CLASSES and isinstance(g["hybrid_flat"], bool) for g in gops)
+    monkeypatch.setattr(cli.out, "width", 200)  # the test terminal is 80 wide: columns would be cut
+    table = runner.invoke(app, ["encode", str(video), "--grid", "96x64"])
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.stdout.splitlines() if "GOP len" in line)
+    assert "class" in header and "flat" in header
+    assert gops[0]["content_class"] in table.stdout

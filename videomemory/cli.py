@@ -115,15 +115,20 @@ def _print_gop_table(
     gop_rows: list[dict] = []
     t0 = time.perf_counter()
 
+    from videomemory.codec.stats import content_stats
+
     pending: list[dict] = []  # frame records of the open GOP (its length is known when it closes)
+    pending_frames: list = []  # ... and its encoded frames, for the GOP's content class
     table = Table(title=title, show_lines=False)
-    columns = ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP", "GOP len", "tokens", "PSNR dB")
+    columns = ("frame", "pts ms", "src", "role", "pcost/block", "motion px", "why anchor", "GOP", "GOP len",
+               "class", "flat", "tokens", "PSNR dB")
     for col in columns:
-        table.add_column(col, justify="right" if col not in ("role", "why anchor") else "left")
+        table.add_column(col, justify="right" if col not in ("role", "why anchor", "class") else "left")
 
     def close_gop() -> None:
         if not pending:
             return
+        stats = content_stats(pending_frames, plans.fps)  # codec.stats: class and hybrid routing flag
         rec = {
             "type": "gop",
             "gop": pending[0]["gop"],
@@ -132,6 +137,8 @@ def _print_gop_table(
             "frames": len(pending),
             "p_frames": len(pending) - 1,
             "anchor_reason": pending[0]["reason"],
+            "content_class": stats.content_class,
+            "hybrid_flat": stats.hybrid_flat,
         }
         gop_rows.append(rec)
         if as_json:
@@ -148,11 +155,14 @@ def _print_gop_table(
                     r["reason"],
                     str(r["gop"]),
                     str(len(pending)) if i == 0 else "",
+                    stats.content_class if i == 0 else "",
+                    ("yes" if stats.hybrid_flat else "no") if i == 0 else "",
                     str(r["tokens"]),
                     f"{r['psnr_db']:.1f}",
                     end_section=i == len(pending) - 1,
                 )
         pending.clear()
+        pending_frames.clear()
 
     for encoded in codes_iter:
         code = encoded.code
@@ -168,6 +178,7 @@ def _print_gop_table(
             close_gop()
         rows.append(rec)
         pending.append(rec)
+        pending_frames.append(encoded)
         if as_json:
             print(json.dumps(rec), flush=True)
     close_gop()
