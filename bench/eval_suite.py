@@ -14,7 +14,10 @@ report per method and class, with mean, std and the worst video (``eval_metrics`
 * cut detection: precision/recall of the codec's pcost anchors against the true cuts (without a
   budget, and under each budget), next to PySceneDetect's ``ContentDetector`` (default threshold
   27, ``min_scene_len`` 0.5 s: the default 15 frames would merge the montage's 1 s shots) on the
-  same source files through its PyAV backend, when ``scenedetect`` is installed;
+  same source files through its PyAV backend, when ``scenedetect`` is installed ("n/a" otherwise).
+  It is in no extra: scenedetect 0.7.2 requires ``opencv-python``, whose ``cv2`` links the system
+  libraries libGL.so.1 and libglib-2.0 (present on this machine, absent from a bare container);
+  ``pip install scenedetect`` where they exist;
 * tokens per minute: the actual spend of every method next to its budget, and the adaptive
   plan's own cost without a budget (mean and std per class: the cost-forecasting input). The
   forecast: the videos are shorter than two minutes, so instead of the first minute it uses the
@@ -40,8 +43,10 @@ from the aggregates), ``fidelity_vs_tokens.png`` and ``cost_spread.png``.
 Sizes: the default suite is 10 videos per class (40) of 16 s on the product's 512x512 grid at
 ratios 4, 7 and 12, on a pool of 2 worker processes; ``--quick`` is 2 per class of 12 s on a
 256x256 grid (same ratios), for CI. The codec runs four times per video (once without a budget,
-once per budget with the recorded motion replayed) and 15 packages a video are scored, about
-30 core-seconds per 16 s video at 512x512; longer videos would not fit the 10-minute target.
+once per budget with the recorded motion replayed) and 15 packages a video are scored. On a
+20 s 512x512 montage (measured on a loaded machine, CPU seconds): 7.7 for the unbudgeted pass,
+3.5 per replayed budget pass, 1.1 to build a budget's five packages and 4.2 to score them; 16 s
+videos keep 40 of them near the 10-minute target on 2 cores.
 For the same reason the suite's codec stores anchors and intra patches as JPEG (same quality
 settings) instead of the product's AVIF, which costs ~20x more to encode and dominated the run:
 token plans depend on residual energies, not on the image codec (the same plan totals came out
