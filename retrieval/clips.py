@@ -27,7 +27,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,7 +370,7 @@ class GopCache:
 GOPS = GopCache()
 # GOP rebuilds, crop decoding and the store reads of one clip run side by side (torch, Pillow,
 # zstd and LanceDB release the GIL); shared by all requests.
-_POOL = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")
+_POOL = ThreadPoolExecutor(max_workers=max(4, min(8, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")  # some wait on reads
 CODE_COLUMNS = ["gop", "pos", "ms", "code_format", "code"]
 
 
@@ -383,7 +383,16 @@ def _decode_crops(gop: _Gop, jobs: list[tuple[int, dict[str, Any], dict[str, Any
             gop.rebuild(pos)  # the code is the record: crops are only derived from it
 
 
-def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid,
+def _head(store: Store, video: Video, gop: int, pos: int) -> _Gop:
+    """The clip's first GOP (cached, or its code read) rebuilt up to the clip's first frame."""
+    entry = GOPS.get((video.key, video.ingest_id, gop))
+    if entry is None:
+        entry = _Gop(sorted(store.frames(video, col("gop") == lit(gop), CODE_COLUMNS).to_pylist(), key=lambda r: r["pos"]))
+    entry.rebuild(pos)
+    return entry
+
+
+def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head: Future[_Gop],
           cancelled: Callable[[], bool] | None = None, stored_crops: bool = True) -> tuple[list[_Frame], list[tuple[_Gop, int, int]]]:
     """The frames of ``rows`` with what their parts need, and each GOP with where the clip enters and leaves it.
 
@@ -402,8 +411,8 @@ def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, gri
         elif r["rects"]:
             wants[r["gop"]].append((r["pos"], r))
     keys = {g: (video.key, video.ingest_id, g) for g in gops}
-    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) for g in gops}
-    missing = [g for g, e in entries.items() if e is None]
+    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) if g != gops[0] else None for g in gops}  # the first: ``head``
+    missing = [g for g, e in entries.items() if e is None and g != gops[0]]
 
     def ready(g: int, pos: int) -> bool:  # served without stored crops
         e = entries[g]
@@ -419,33 +428,42 @@ def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, gri
         for g in missing:
             entries[g] = _Gop(sorted(by_gop[g], key=lambda r: r["pos"]))
     stored = {(r["gop"], r["pos"]): r for r in crops_q.result().to_pylist()} if crops_q is not None else {}
-    got: dict[int, _Gop] = {g: e for g, e in entries.items() if e is not None}
     decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
-    for g in gops:
-        for pos, r in wants[g]:
-            if ready(g, pos):
-                continue
-            if (g, pos) in stored:
-                decode[g].append((pos, r, stored[(g, pos)]))
-            else:
-                full[g] = max(full[g], pos)  # no stored crops: rebuild it
-    jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-    for g in sorted(gops, key=lambda g: len(got[g].frames) - full[g]):  # the longest rebuilds first
-        if full[g] >= len(got[g].frames):
-            jobs.append((got[g].rebuild, (full[g],)))
-    jobs += [(_decode_crops, (got[g], decode[g], grid)) for g in gops if decode[g]]
+
+    def jobs_of(gs: list[int]) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
+        """Rebuilds (longest first) and crop decodes still to do in GOPs ``gs``."""
+        for g in gs:
+            for pos, r in wants[g]:
+                if ready(g, pos):
+                    continue
+                if (g, pos) in stored:
+                    decode[g].append((pos, r, stored[(g, pos)]))
+                else:
+                    full[g] = max(full[g], pos)  # no stored crops: rebuild it
+        out: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        for g in sorted(gs, key=lambda g: len(entries[g].frames) - full[g]):  # type: ignore[union-attr]
+            if full[g] >= len(entries[g].frames):  # type: ignore[union-attr]
+                out.append((entries[g].rebuild, (full[g],)))  # type: ignore[union-attr]
+        return out + [(_decode_crops, (entries[g], decode[g], grid)) for g in gs if decode[g]]
+
     if cancelled is not None and cancelled():
-        raise Cancelled(f"the clip request was cancelled before {len(jobs)} GOP rebuilds and crop decodes; nothing was changed")
+        raise Cancelled("the clip request was cancelled before its GOP rebuilds and crop decodes; nothing was changed")
+    # The other GOPs' work goes beside the first GOP's chain; then what the first GOP still needs.
+    jobs = jobs_of(gops[1:])
     futures = [_POOL.submit(fn, *args) for fn, args in jobs]
     try:
+        entries[gops[0]] = head.result()
+        more = jobs_of(gops[:1])
+        futures += [_POOL.submit(fn, *args) for fn, args in more]
         for k, fut in enumerate(futures):
             if k and cancelled is not None and cancelled():
-                raise Cancelled(f"the clip request was cancelled after {k} of {len(jobs)} GOP rebuilds and crop decodes; "
+                raise Cancelled(f"the clip request was cancelled after {k} of {len(futures)} GOP rebuilds and crop decodes; "
                                 "nothing was changed")
             fut.result()
     finally:
         for fut in futures:
             fut.cancel()  # those not started yet (after an error or a cancellation)
+    got: dict[int, _Gop] = {g: e for g, e in entries.items() if e is not None}
     frames: list[_Frame] = []
     codes: list[tuple[_Gop, int, int]] = []
     for g in gops:
@@ -500,11 +518,16 @@ def get_clip(
             f"token_budget {token_budget} cannot hold the clip's anchor: the minimum is {model.anchor_tokens} "
             f"tokens (one full {grid.width}x{grid.height} frame)"
         )
-    times = store.frames(video, col("ms") <= lit(start_ms), ["ms"])["ms"].to_pylist()
-    first_ms = max(times) if times else 0
+    before = store.frames(video, col("ms") <= lit(start_ms), ["ms", "gop", "pos"])
+    first = before.slice(before.num_rows - 1).to_pylist()[0] if before.num_rows else {"ms": 0, "gop": 0, "pos": 0}
+    if cancelled is not None and cancelled():
+        raise Cancelled("the clip request was cancelled before any frame was rebuilt; nothing was changed")
+    # The clip's first frame ends the longest chain of work (its GOP rebuilt up to it): start it
+    # now, beside the reads of the rest.
+    head = _POOL.submit(_head, store, video, first["gop"], first["pos"])
     columns = [f.name for f in S.FRAMES if f.name != "code"]
-    rows = store.frames(video, (col("ms") >= lit(first_ms)) & (col("ms") < lit(end_ms)), columns).to_pylist()
-    frames, codes = _load(store, video, rows, plan, grid, cancelled, stored_crops)
+    rows = store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), columns).to_pylist()
+    frames, codes = _load(store, video, rows, plan, grid, head, cancelled, stored_crops)
     model_cells = model.cells
     for i, f in enumerate(frames):
         r = f.row
