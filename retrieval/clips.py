@@ -1,10 +1,18 @@
 """Self-contained clips for a reasoning model: a time range in, a prompt package that fits a budget out.
 
 ``get_clip`` takes the sampled frames of ``[start_ms, end_ms)`` (starting with the frame on screen
-at ``start_ms``) and rebuilds them from the stored code. The first frame becomes the clip's
-anchor: when it is a P-frame it is **re-synthesised** (``GopCode.reanchor``: its rebuilt image is
-stored losslessly, so the later P-codes of its GOP still apply unchanged). The clip carries that
-code (``Clip.gops``), so it can be decoded without the store.
+at ``start_ms``). The first frame becomes the clip's anchor: when it is a P-frame it is
+**re-synthesised** (its GOP rebuilt from the code up to it; ``GopCode.reanchor`` stores that image
+losslessly, so the later P-codes of its GOP still apply unchanged). The clip carries that code
+(``Clip.gops``), so it can be decoded without the store.
+
+What the package shows is what the code rebuilds, byte for byte, but a cold clip does not rebuild
+every frame: P-frames' changed cells come from the crops stored at ingest (``crops`` table, cut
+from the encoder's own reconstruction), later anchors only decode their image, and only the first
+GOP's chain up to the clip start is rebuilt (started first, beside the store reads; the other
+GOPs' work runs in a thread pool). A video without stored crops (schema version 1) has the frames
+its package needs rebuilt, up to the last one needed per GOP. What was read and rebuilt stays in
+``GOPS`` for the next clip of the same moments.
 
 The **prompt package** has one part per frame that the token plan sends: the anchor's full image;
 per P-frame the changed cells as image crops with their boxes and a motion summary; a later anchor
@@ -282,7 +290,7 @@ class _Gop:
     """
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
-        if [r["pos"] for r in rows] != list(range(len(rows))):
+        if not rows or [r["pos"] for r in rows] != list(range(len(rows))):
             raise DataLoss(f"stored GOP {rows[0]['gop'] if rows else '?'} does not hold one row per position from its anchor on")
         self.rows = rows  # gop, pos, ms, code_format, code; one per position
         self.frames: list[np.ndarray] = []  # (H, W, 3) uint8 views of (3, H, W) tensors, like GopCode.frames()
