@@ -419,7 +419,8 @@ def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, gri
         elif r["rects"]:
             wants[r["gop"]].append((r["pos"], r))
     keys = {g: (video.key, video.ingest_id, g) for g in gops}
-    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) if g != gops[0] else None for g in gops}  # the first: ``head``
+    # The first GOP comes from ``head`` (the cached one when there is one: what it holds is known now).
+    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) for g in gops}
     missing = [g for g, e in entries.items() if e is None and g != gops[0]]
 
     def ready(g: int, pos: int) -> bool:  # served without stored crops
