@@ -141,6 +141,7 @@ def test_suite_videos_have_their_ground_truth(tmp_path):
             assert len(v.truth.cuts_s) <= 1
 
 
+@pytest.mark.slow
 def test_replayed_motion_gives_the_same_code(tmp_path):
     """The budgeted passes reuse the unbudgeted pass's motion fields: identical to searching again."""
     v = make_video("high-cut", 0, tmp_path, (128, 128), 6.0)
