@@ -135,8 +135,18 @@ class ResidualConfig:
     step: int = 6  # quantiser step in grey levels
     dead_zone: int = 4  # |residual| <= dead_zone quantises to 0
     anchor_format: str = "avif"
-    anchor_quality: int = 90  # 1-100, Pillow's scale for avif/jpeg/webp; ignored for png
+    # 1-100, Pillow's scale for avif/jpeg/webp; ignored for png. The quality of intra patches, and
+    # where the anchors' quality search starts (the fixed anchor quality when anchor_psnr is 0).
+    anchor_quality: int = 80
+    # Anchors get a quality that reaches this PSNR (dB), within 0.5 dB above it: just below where
+    # P-frames settle with step 6 / dead zone 4 (41-44 dB), so the first P-frame of a GOP is about
+    # as good as the last (no drift; codec.residual has the measurements). 0: fixed anchor_quality.
+    anchor_psnr: float = 41.0
     intra_mse: float = 100.0  # blocks predicted worse than this (grey levels squared) go intra
+    # A P-frame coded as more than this many bytes per pixel is also tried as one intra image
+    # (plus residual), and the smaller is kept (codec.residual, "frame intra").
+    frame_intra: bool = True
+    frame_intra_bytes: float = 0.15
     zstd_level: int = 3
 
     def __post_init__(self) -> None:
@@ -150,6 +160,10 @@ class ResidualConfig:
             raise InvalidArgument(f"intra threshold {self.intra_mse} must be >= 0 (inf turns intra blocks off)")
         if not 1 <= self.anchor_quality <= 100:
             raise InvalidArgument(f"anchor quality {self.anchor_quality} must be within 1..100")
+        if not 0 <= self.anchor_psnr <= 60:
+            raise InvalidArgument(f"anchor PSNR target {self.anchor_psnr} dB must be within 0..60 (0: fixed quality)")
+        if self.frame_intra_bytes < 0:
+            raise InvalidArgument(f"frame intra threshold {self.frame_intra_bytes} must be >= 0 bytes per pixel")
         if self.anchor_format == "avif" and not features.check("avif"):
             raise InvalidArgument(
                 "this Pillow build has no AVIF support; install pillow>=11.3 or choose anchor format 'jpeg'"

@@ -9,24 +9,47 @@ clip's own anchor, and the later P-codes still apply because they reference fram
 
 Choices (the paper has no quantiser: its P-frames feed a learned tokenizer, not a decoder):
 
-* **Anchors** are stored with a standard image codec through Pillow: AVIF 4:4:4 at quality 85
-  by default (about 60% of the size of JPEG quality 90, at 42-44 dB on the generated footage),
-  PNG (lossless) for re-synthesised anchors, JPEG or WebP on request. The encoder decodes the
-  anchor it just wrote, so the chain starts from exactly what a reader will decode.
 * **Residual quantiser**: RGB pixel domain, uniform step ``step`` (6) with a dead zone:
   ``q = sign(r) * floor((|r| + step - 1 - dead_zone) / step)``, rebuilt as ``q * step`` and
   clamped to [0, 255]. Every residual within ``dead_zone`` (4) quantises to 0, and every rebuilt
   P-frame pixel is within ``max(dead_zone, step - 1 - dead_zone)`` grey levels of the source
-  frame, so quality has a hard floor instead of drifting. A transform (DCT) would compress
-  textured residuals further, but its float arithmetic is not bit-exact across CPU and GPU;
-  integer pixel-domain arithmetic is.
+  frame, so quality has a hard floor instead of drifting. Residuals inside the dead zone are not
+  corrected, so along a GOP each pixel's error wanders within +-4 and P-frames settle at a
+  plateau set by the content's frame-to-frame noise (41-44 dB on the generated footage at 512).
+  A float DCT is not bit-exact across CPU and GPU; an integer transform (H.264's core transform)
+  would be, and is the next step for textured residuals, but is not implemented. Dead zone 3
+  (bound 3) raises the plateau by about 1.2 dB but stores pans at 1.28x JPEG q90 (measured with
+  anchors at 43 dB), so step 6 / dead zone 4 stays.
+* **Anchors** are stored with a standard image codec through Pillow: AVIF 4:4:4 whose quality
+  is searched per anchor for a target PSNR, ``anchor_psnr`` (41 dB): the lowest-cost quality
+  within 0.5 dB above it (usually the first try, q80; at most 5 encodes). PNG (lossless) for
+  re-synthesised anchors, JPEG or WebP on request. The encoder decodes the anchor it just wrote,
+  so the chain starts from exactly what a reader will decode. **Why a target, and why 41 dB
+  (drift)**: real codecs set I- and P-frame quantisers jointly. With a fixed q90 the anchors
+  were 44-45 dB, well above the P plateau: the first P-frame inherited the anchor's quality and
+  the chain then settled 1.2-1.7 dB lower within a few frames (pan 1.74 dB, objects 1.42 dB,
+  static 1.16 dB worst first-P to last-P gap over 17-frame GOPs, 512x512, seed 0, 30 s). An
+  anchor just below the plateau makes the first P-frame (which corrects the anchor's errors
+  beyond the dead zone) about as good as the steady state: worst gap 0.52 dB on pan, 0.28
+  objects (0.85 dB on mixed's shorter GOPs, where content also enters), every frame >= 41.1 dB.
+  Measured targets: 42 dB gave 0.80 dB on pan and 1.40 on mixed, 41.5 dB 0.62 and 1.07. It
+  also costs less: an anchor at 41 dB is ~0.5x the same frame as JPEG q90 (q90 AVIF was ~1.0x).
 * **Intra blocks**: a block whose motion-compensated prediction is poor (mean squared error above
   ``intra_mse``: content entering the frame, an object uncovering background) is sent through
-  the anchor codec instead, as one image of the bounding box of such blocks with the other
-  blocks filled flat grey (which costs the image codec almost nothing). Pixel-domain residuals
-  of new texture cost several times what AVIF does; with intra blocks P-frames of pans and
-  moving objects shrink by 25-55%. The quantised residual is still applied on top, so the
-  error bound below holds for intra blocks too.
+  the anchor codec instead (at the fixed ``anchor_quality``), as one image of the bounding box of
+  such blocks with the other blocks filled flat grey (which costs the image codec almost
+  nothing). Pixel-domain residuals of new texture cost several times what AVIF does; with intra
+  blocks P-frames of pans and moving objects shrink by 25-55%. The quantised residual is still
+  applied on top, so the error bound above holds for intra blocks too.
+* **Frame intra** (mode decision per frame): a P-frame whose code is above
+  ``frame_intra_bytes`` per pixel (0.15) is coded again as one intra image of the whole frame (the
+  anchor codec at the anchors' target) plus the same residual quantiser, and the smaller code is
+  kept. Where content moves beyond the +-64 px search (the ``fast_pan`` preset at 512: 100 px per
+  sampled frame) most blocks' predictions are poor but under ``intra_mse``, and their block
+  residuals cost 90-105 KB a frame against ~35 KB as an image; that made fast_pan 1.37x JPEG q90.
+  Same format and decoder (an intra mask of every block; decoding skips motion compensation:
+  one image decode plus the level map); motion vectors and cell energies, hence token plans,
+  are unchanged.
 * **Per-block skip**: a 16x16 block whose quantised residual is all zero stores one bit and no
   values (static areas, and blocks whose motion explains them, cost almost nothing).
 * **Entropy coding**: zstd over the skip bitmap, the motion vectors and the int8 values of the
@@ -40,6 +63,7 @@ All arithmetic is integer, so CPU and CUDA give the same bytes.
 from __future__ import annotations
 
 import io
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -83,19 +107,65 @@ class AnchorCode:
         return len(self.data)
 
 
-def encode_anchor(image: np.ndarray, config: ResidualConfig = ResidualConfig(), lossless: bool = False) -> AnchorCode:
-    """Store an (H, W, 3) uint8 frame as an anchor (``lossless`` forces PNG)."""
-    fmt = _LOSSLESS if lossless else config.anchor_format
-    q = config.anchor_quality
+def _encode_image(image: np.ndarray, fmt: str, quality: int) -> AnchorCode:
+    """One (H, W, 3) uint8 image through Pillow in ``fmt`` at ``quality`` (ignored for PNG)."""
     options: dict[str, object] = {
-        "avif": {"quality": q, "subsampling": "4:4:4", "speed": 8},
-        "jpeg": {"quality": q, "subsampling": 0},
-        "webp": {"quality": q, "method": 4},
+        "avif": {"quality": quality, "subsampling": "4:4:4", "speed": 8},
+        "jpeg": {"quality": quality, "subsampling": 0},
+        "webp": {"quality": quality, "method": 4},
         "png": {"compress_level": 1},
     }[fmt]
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, fmt.upper(), **options)
     return AnchorCode(fmt, buf.getvalue())
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared difference of two uint8 images (exact integer sum)."""
+    d = (a.astype(np.int32) - b.astype(np.int32)).reshape(-1)
+    return float(np.dot(d, d)) / d.size
+
+
+QUALITY_RANGE = (50, 95)  # the anchor quality search stays within these (AVIF q100 is near-lossless, huge)
+PSNR_WINDOW = 0.5  # dB: the search stops at a quality whose PSNR is within this above the target
+_DB_PER_QUALITY = 0.15  # about what one Pillow AVIF quality point adds near q80 (the search's guesses)
+
+
+def encode_anchor(image: np.ndarray, config: ResidualConfig = ResidualConfig(), lossless: bool = False) -> AnchorCode:
+    """Store an (H, W, 3) uint8 frame as an anchor (``lossless`` forces PNG).
+
+    With ``config.anchor_psnr`` set, the quality is searched within ``QUALITY_RANGE`` for a PSNR
+    from the target to ``PSNR_WINDOW`` above it: a try at ``config.anchor_quality``, then guesses
+    from the PSNR seen, kept inside the bracket of qualities known to fail and to pass (1 encode
+    on most frames, up to 5 on the hardest). When the window is missed it takes the lowest quality
+    seen to pass, the highest in the range when none does. Encoder side only: readers decode the
+    stored bytes, whatever quality made them.
+    """
+    if lossless:
+        return _encode_image(image, _LOSSLESS, 0)
+    fmt, target = config.anchor_format, config.anchor_psnr
+    if not target:
+        return _encode_image(image, fmt, config.anchor_quality)
+    tried: dict[int, tuple[AnchorCode, float]] = {}
+    lo, hi = QUALITY_RANGE  # the answer is within [lo, hi]: below lo fails, hi passes once tried
+    q = min(max(config.anchor_quality, lo), hi)
+    while True:
+        code = _encode_image(image, fmt, q)
+        mse = _mse(code.decode(), image)
+        db = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+        tried[q] = (code, db)
+        if db >= target:
+            hi = q
+            if db <= target + PSNR_WINDOW or db == math.inf:  # in the window, or lossless (flat frames)
+                break
+        else:
+            lo = q + 1
+        top = hi - 1 if hi in tried else hi  # untried qualities left in the bracket
+        if lo > top:
+            break
+        guess = q + math.ceil((target + PSNR_WINDOW / 2 - db) / _DB_PER_QUALITY)
+        q = guess if lo <= guess <= top else (lo + top) // 2
+    return tried[hi][0] if hi in tried else tried[max(tried)][0]
 
 
 # --------------------------------------------------------------------------- prediction
@@ -266,6 +336,8 @@ def _paste_intra(pred: torch.Tensor, intra: torch.Tensor, image: AnchorCode) -> 
     patch = as_tensor(image.decode(), pred.device)
     if tuple(patch.shape[1:]) != (y1 - y0, x1 - x0):
         raise InvalidArgument("P-frame code is damaged: its intra image does not fit its intra blocks")
+    if bool(intra.all()):  # a frame-intra P-frame: the image is the whole prediction
+        return patch
     out = pred.clone()
     out[:, y0:y1, x0:x1] = torch.where(_block_mask(intra, box), patch, pred[:, y0:y1, x0:x1])
     return out
@@ -278,22 +350,12 @@ def _block_mse(residual: torch.Tensor) -> torch.Tensor:
     return sq.to(torch.float64) / (c * BLOCK * BLOCK)
 
 
-def code_pframe(
-    cur: torch.Tensor, ref_rec: torch.Tensor, vectors: torch.Tensor, config: ResidualConfig, cell: int = 32
+def _finish(
+    cur: torch.Tensor, pred: torch.Tensor, vectors: torch.Tensor, intra: torch.Tensor, intra_image: AnchorCode | None,
+    energy: torch.Tensor, config: ResidualConfig,
 ) -> tuple[PCode, torch.Tensor]:
-    """Code ``cur`` (3, H, W) uint8 against the reconstructed previous frame; return (code, reconstruction)."""
-    pred = compensate(ref_rec, vectors)
-    residual = cur.to(torch.int16) - pred.to(torch.int16)  # (3, H, W)
-    energy = cell_energy(residual, cell)  # what the motion could not explain, before intra blocks
-    intra = _block_mse(residual) > config.intra_mse  # (By, Bx)
-    intra_image = None
-    if bool(intra.any()):
-        box = _box(intra)
-        y0, y1, x0, x1 = box
-        crop = torch.where(_block_mask(intra, box), cur[:, y0:y1, x0:x1], torch.full_like(cur[:, y0:y1, x0:x1], 128))
-        intra_image = encode_anchor(crop.permute(1, 2, 0).cpu().numpy(), config)
-        pred = _paste_intra(pred, intra, intra_image)
-        residual = cur.to(torch.int16) - pred.to(torch.int16)
+    """Quantise what is left after ``pred`` (intra blocks already pasted); return (code, reconstruction)."""
+    residual = cur.to(torch.int16) - pred.to(torch.int16)
     levels = quantise(residual, config)
     rec = apply_residual(pred, levels, config.step)
     c, h, w = levels.shape
@@ -312,11 +374,46 @@ def code_pframe(
     return code, rec
 
 
+def code_pframe(
+    cur: torch.Tensor, ref_rec: torch.Tensor, vectors: torch.Tensor, config: ResidualConfig, cell: int = 32
+) -> tuple[PCode, torch.Tensor]:
+    """Code ``cur`` (3, H, W) uint8 against the reconstructed previous frame; return (code, reconstruction)."""
+    pred = compensate(ref_rec, vectors)
+    residual = cur.to(torch.int16) - pred.to(torch.int16)  # (3, H, W)
+    energy = cell_energy(residual, cell)  # what the motion could not explain, before intra blocks
+    intra = _block_mse(residual) > config.intra_mse  # (By, Bx)
+    intra_image = None
+    if bool(intra.any()):
+        box = _box(intra)
+        y0, y1, x0, x1 = box
+        crop = torch.where(_block_mask(intra, box), cur[:, y0:y1, x0:x1], torch.full_like(cur[:, y0:y1, x0:x1], 128))
+        intra_image = _encode_image(crop.permute(1, 2, 0).cpu().numpy(), config.anchor_format, config.anchor_quality)
+        pred = _paste_intra(pred, intra, intra_image)
+    code, rec = _finish(cur, pred, vectors, intra, intra_image, energy, config)
+    if config.frame_intra and not bool(intra.all()):
+        # Mode decision for the whole frame: where motion explains too little (content moving
+        # beyond the search window), the frame coded as one intra image (the anchor codec, at the
+        # anchors' target quality) plus the same residual is smaller than block residuals. Same
+        # format, same decoder; the motion vectors and energies (the token plan) are unchanged.
+        size = len(code.to_bytes(config.zstd_level))
+        if size > config.frame_intra_bytes * cur.shape[1] * cur.shape[2]:
+            whole = torch.ones_like(intra)
+            image = encode_anchor(cur.permute(1, 2, 0).cpu().numpy(), config)
+            alt, alt_rec = _finish(cur, _paste_intra(pred, whole, image), vectors, whole, image, energy, config)
+            if len(alt.to_bytes(config.zstd_level)) < size:
+                return alt, alt_rec
+    return code, rec
+
+
 def decode_pframe(ref_rec: torch.Tensor, code: PCode) -> torch.Tensor:
     """Rebuild one P-frame from the reconstructed previous frame and its code (bit-exact)."""
-    pred = compensate(ref_rec, torch.from_numpy(code.vectors).to(ref_rec.device))
-    if code.intra_image is not None:
-        pred = _paste_intra(pred, torch.from_numpy(code.intra).to(ref_rec.device), code.intra_image)
+    intra = torch.from_numpy(code.intra).to(ref_rec.device)
+    if code.intra_image is not None and bool(intra.all()):
+        pred = _paste_intra(ref_rec, intra, code.intra_image)  # frame intra: no motion compensation needed
+    else:
+        pred = compensate(ref_rec, torch.from_numpy(code.vectors).to(ref_rec.device))
+        if code.intra_image is not None:
+            pred = _paste_intra(pred, intra, code.intra_image)
     return apply_residual(pred, code.level_map(ref_rec.device), code.step)
 
 

@@ -128,6 +128,10 @@ def test_config_rejects_nonsense():
         ResidualConfig(dead_zone=8)
     with pytest.raises(InvalidArgument):
         ResidualConfig(anchor_format="bmp")
+    with pytest.raises(InvalidArgument):
+        ResidualConfig(anchor_psnr=-1.0)
+    with pytest.raises(InvalidArgument):
+        ResidualConfig(frame_intra_bytes=-0.1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -151,3 +155,61 @@ def test_shifted_copy_compensation_equals_the_per_block_gather(n_vectors, monkey
     fast = compensate(ref, vectors)
     monkeypatch.setattr(residual, "FEW_VECTORS", 0)  # force the gather path
     assert torch.equal(fast, compensate(ref, vectors))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("target", [38.0, 42.0, 46.0])
+def test_anchor_quality_is_searched_for_the_target_psnr(target):
+    from videomemory.codec import residual
+
+    img = _texture(4)
+    config = ResidualConfig(anchor_psnr=target)
+    got = _psnr(encode_anchor(img, config).decode(), img)
+    lo, hi = residual.QUALITY_RANGE
+    at = {q: _psnr(encode_anchor(img, ResidualConfig(anchor_quality=q, anchor_psnr=0)).decode(), img) for q in (lo, hi)}
+    if at[hi] < target:  # out of reach: the best the range gives
+        assert got == at[hi]
+    elif at[lo] >= target:  # reached at the lowest quality: no better than that needed
+        assert got == at[lo]
+    else:
+        assert target <= got <= target + residual.PSNR_WINDOW + 1.0  # the window, or the lowest passing seen
+    # The search is deterministic: the same image gives the same bytes.
+    assert encode_anchor(img, config).data == encode_anchor(img, config).data
+
+
+def test_anchor_psnr_0_is_the_fixed_quality():
+    img = _texture(5)
+    a = encode_anchor(img, ResidualConfig(anchor_quality=70, anchor_psnr=0))
+    b = encode_anchor(img, ResidualConfig(anchor_quality=90, anchor_psnr=0))
+    assert a.nbytes < b.nbytes and _psnr(a.decode(), img) < _psnr(b.decode(), img)
+
+
+def _smooth(shift: int) -> np.ndarray:
+    """A smooth texture moved by ``shift`` px: cheap as an image, costly as block residuals at zero motion."""
+    y, x = np.mgrid[0:H, 0:W].astype(float)
+    x = x + shift
+    base = 128 + 50 * np.sin(x / 3.0) * np.cos(y / 9.0)
+    return np.clip(np.stack([base, 255 - base, np.roll(base, 5, 0)], -1), 0, 255).astype(np.uint8)
+
+
+def test_a_frame_motion_cannot_explain_is_coded_as_one_intra_image_when_smaller():
+    config = ResidualConfig()
+    anchor = encode_anchor(_smooth(0), config)
+    ref = as_tensor(anchor.decode())
+    cur = as_tensor(_smooth(1))  # every block changed, most below intra_mse: block residuals
+    zero = torch.zeros(H // 16, W // 16, 2, dtype=torch.int32)
+    blocks, _ = code_pframe(cur, ref, zero, ResidualConfig(frame_intra=False))
+    whole, rec = code_pframe(cur, ref, zero, config)
+    assert not blocks.intra.all() and whole.intra.all()
+    assert len(whole.to_bytes()) < len(blocks.to_bytes())
+    assert np.array_equal(whole.vectors, blocks.vectors) and np.array_equal(whole.energy, blocks.energy)
+    stored = PCode.from_bytes(whole.to_bytes())
+    assert np.array_equal(rebuild(anchor, [stored]), rec.permute(1, 2, 0).numpy())
+    assert np.abs(rec.numpy().astype(int) - cur.numpy().astype(int)).max() <= config.max_error
+    # Below the size threshold nothing is tried: the block code stays.
+    kept, _ = code_pframe(cur, ref, zero, ResidualConfig(frame_intra_bytes=100.0))
+    assert kept.to_bytes() == blocks.to_bytes()
