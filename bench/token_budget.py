@@ -25,6 +25,7 @@ Figures are the mean and std (sample std; 0 with one seed) over seeds.
 
     python -m videomemory.bench.token_budget [--size 512] [--seeds 3] [--duration 60] [--quick]
                                              [--budget TPM] [--json results/token_budget.json]
+                                             [--residual anchor_psnr=0,anchor_quality=90,frame_intra=false]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
@@ -49,10 +51,11 @@ from rich.console import Console
 from rich.table import Table
 
 from videomemory.bench import synth
-from videomemory.codec.config import CodecConfig, Grid, PlanConfig
+from videomemory.codec.config import CodecConfig, Grid, PlanConfig, ResidualConfig
 from videomemory.codec.decode import SampledFrame, sample_frames
 from videomemory.codec.encoder import encode_stream
 from videomemory.codec.tokens import FramePlan, TokenModel, plan_flat, plan_paper, plan_uniform, summarise
+from videomemory.errors import VideoMemoryError
 
 app = typer.Typer(add_completion=False)
 
@@ -141,13 +144,29 @@ def budget_rate(frames: Sequence[SampledFrame], config: CodecConfig, budget: flo
     return {"budget_tpm": achieved, "budget_error_pct": 100.0 * (achieved - budget) / budget}
 
 
-def measure_video(name: str, size: int, duration: float, seed: int, folder: Path, budget: float | None, device: str) -> dict:
+def residual_config(spec: str) -> ResidualConfig:
+    """``ResidualConfig`` from "field=value,..." (e.g. "anchor_quality=90,anchor_psnr=0,frame_intra=false")."""
+    types = {f.name: f.type for f in fields(ResidualConfig)}
+    changes: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = item.partition("=")
+        if key not in types or not value:
+            raise ValueError(f"{item!r}: expected FIELD=VALUE with FIELD one of {', '.join(types)}")
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        changes[key] = value.lower() in ("1", "true", "yes") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(value)
+    return ResidualConfig(**changes)
+
+
+def measure_video(
+    name: str, size: int, duration: float, seed: int, folder: Path, budget: float | None, device: str,
+    residual: ResidualConfig = ResidualConfig(),
+) -> dict:
     """Write, sample and code one generated video; return its per-seed figures."""
     truth = synth.write_video(
         folder / f"{name}-{seed}.mp4", synth.preset(name, (size, size), duration, seed=seed, fps=SOURCE_FPS),
         (size, size), SOURCE_FPS, seed=seed,
     )
-    config = CodecConfig(grid=Grid(size, size))
+    config = CodecConfig(grid=Grid(size, size), residual=residual)
     model = TokenModel(grid=config.grid)
     frames = list(sample_frames(truth.path, fps=config.fps, grid=config.grid))
     t0 = time.perf_counter()
@@ -197,14 +216,15 @@ def aggregate(records: Sequence[dict]) -> dict[str, dict[str, float | None]]:
 
 def run(
     size: int, seeds: int, duration: float, presets: Sequence[str], budget: float | None = None,
-    threads: int = 1, device: str = "auto",
+    threads: int = 1, device: str = "auto", residual: str = "",
 ) -> dict:
     """Measure every preset and seed; return the JSON-ready results."""
     torch.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="vm-tokens-") as tmp:
         for name in presets:
-            per_seed = [measure_video(name, size, duration, seed, Path(tmp), budget, device) for seed in range(seeds)]
+            per_seed = [measure_video(name, size, duration, seed, Path(tmp), budget, device, residual_config(residual))
+                        for seed in range(seeds)]
             rows.append({"preset": name, "class": CLASSES[name], "seeds": per_seed, "aggregate": aggregate(per_seed)})
     grid = Grid(size, size)
     return {
@@ -219,6 +239,7 @@ def run(
             "budget_per_min": budget,
             "jpeg_quality": JPEG_QUALITY,
             "device": device,
+            "residual": residual,
             "torch_threads": threads,
             "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine(),
@@ -284,6 +305,7 @@ def main(
     presets: str = typer.Option(",".join(CLASSES), help="Comma-separated presets to run."),
     threads: int = typer.Option(1, min=1, help="torch threads for the codec."),
     device: str = typer.Option("auto", help="Codec device: auto, cpu or cuda."),
+    residual: str = typer.Option("", help="ResidualConfig changes, FIELD=VALUE,... (e.g. anchor_psnr=0,anchor_quality=90)."),
     json_out: Path = typer.Option(Path("results/token_budget.json"), "--json", help="Where to write the JSON."),
 ) -> None:
     """Print tokens/min per content class for adaptive / paper / flat / uniform, PSNR and code size."""
@@ -297,7 +319,11 @@ def main(
         raise typer.BadParameter(f"{size} is not a positive multiple of 32", param_hint="--size")
     if budget is not None and budget < Grid(size, size).tokens_per_image:
         raise typer.BadParameter(f"below one full image ({Grid(size, size).tokens_per_image} tokens) per minute", param_hint="--budget")
-    result = run(size, seeds, duration, names, budget, threads, device)
+    try:
+        residual_config(residual)
+    except (ValueError, VideoMemoryError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--residual") from None
+    result = run(size, seeds, duration, names, budget, threads, device, residual)
     result["settings"]["quick"] = quick
     console = Console(width=200)
     show(result, console)

@@ -42,3 +42,15 @@ def test_drift_is_the_worst_first_p_to_last_p_gap_per_gop():
     got = token_budget.drift(psnrs, roles, k_max=3)
     assert got == {"drift_full_db": 1.0, "drift_any_db": 2.0, "full_gops": 1}  # the inf GOP is left out
     assert token_budget.drift([40.0, 39.0], ["I", "P"], k_max=3) == {"drift_full_db": None, "drift_any_db": None, "full_gops": 0}
+
+
+def test_residual_changes_parse_into_a_residual_config():
+    import pytest
+
+    from videomemory.codec.config import ResidualConfig
+
+    legacy = token_budget.residual_config("anchor_quality=90, anchor_psnr=0,frame_intra=false")
+    assert legacy == ResidualConfig(anchor_quality=90, anchor_psnr=0.0, frame_intra=False)
+    assert token_budget.residual_config("") == ResidualConfig()
+    with pytest.raises(ValueError):
+        token_budget.residual_config("no_such_field=1")
