@@ -30,16 +30,18 @@ in ``codec.tokens.summarise``. How each method meets it, and what the model perc
   Frames of GOPs not sent hold the last perceived image.
 * ``adaptive`` (ours): the codec under its own rate control (``codec.rate.Planner`` with
   ``PlanConfig(budget_per_min=budget)``). A full image replaces what the model holds (the image as
-  rebuilt from the stored code, as the product sends it). A P-frame's text overhead carries one
+  sampled frame, or as rebuilt from the stored code: ``pixels`` below). A P-frame's text overhead carries one
   motion vector ("mv=(dx,dy)"), so the model warps what it holds by that vector, the median of
   the frame's block vectors, with ``codec.residual.compensate`` (edges replicated), then the sent
   cells are pasted from the rebuilt frame. We assume only that one vector reaches the model, not
   the per-block field (``motion="blocks"`` warps by the whole field: an upper bound for a richer
   motion summary). A P-frame that costs nothing ("unchanged") leaves the image as it was.
 
-Anchors and full frames of the other methods are the sampled frames themselves (a VLM gets raw
-pixels); only ``adaptive`` goes through the stored code (AVIF anchors, quantised residual), so
-its figures include the codec's own loss.
+Anchors and full frames of the other methods are the sampled frames themselves. By default
+(``pixels="source"``) so are ``adaptive``'s, so every method sends the same pixels and only the
+choice of what to send differs: a paired comparison of token plans. ``pixels="code"`` sends
+``adaptive``'s as rebuilt from the stored code (the product's path): its figures then also carry
+the codec's loss, which the baselines, sending raw frames, do not pay.
 
 The codec runs once per budget (rate control changes the anchors and so the code), but the motion
 search, the expensive part, depends only on the sampled frames: ``run_codec`` records the fields
@@ -68,6 +70,7 @@ from videomemory.codec.tokens import I, SKIP, FramePlan, TokenModel, plan_unifor
 
 #: Method names, in table order.
 METHODS: tuple[str, ...] = ("flat", "uniform", "evs", "paper", "adaptive")
+PIXELS: tuple[str, ...] = ("source", "code")  # what adaptive's sent pixels are (adaptive_package)
 THUMB_AGREE = 6.0  # grey levels: a thumbnail cell this close to the anchor's keeps the anchor's detail
 
 
@@ -330,8 +333,15 @@ def _median_field(vectors: np.ndarray) -> torch.Tensor:
 
 
 def adaptive_package(frames: Sequence[SampledFrame], run: CodecRun, model: TokenModel, ratio: float,
-                     fps: float = 2.0, motion: str = "median") -> Package:
-    """The codec's plans under rate control, as perceived: warped held image plus pasted cells."""
+                     fps: float = 2.0, motion: str = "median", pixels: str = "source") -> Package:
+    """The codec's plans under rate control, as perceived: warped held image plus pasted cells.
+
+    ``pixels="source"`` sends the sampled frames' own pixels in what the plan sends (as every other
+    method does: the comparison is then of the token plans alone); ``"code"`` sends them as rebuilt
+    from the stored code, as the product serves them (its figures then include the codec's loss).
+    """
+    if pixels not in PIXELS:
+        raise ValueError(f"pixels must be one of {PIXELS}, got {pixels!r}")
     n = len(frames)
     minutes = n / fps / 60.0
     cell = model.grid.token_px
@@ -340,6 +350,8 @@ def adaptive_package(frames: Sequence[SampledFrame], run: CodecRun, model: Token
     sends = []
     for i, (plan, img, vec) in enumerate(zip(run.plans, run.images, run.vectors)):
         t = frames[i].time_s
+        if pixels == "source":
+            img = frames[i].image
         if plan.role == I or cur is None:
             cur = img
             sends.append(Send(t))

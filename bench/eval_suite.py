@@ -150,6 +150,7 @@ class Settings:
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     workers: int = 2
     motion: str = "median"  # how adaptive's receiver warps: "median" (one vector) or "blocks"
+    pixels: str = "source"  # adaptive's sent pixels: "source" (like every baseline) or "code" (rebuilt, the product's)
     embedder: str | None = None  # retrieval.embed.load_embedder spec; None: no cosine
     scenedetect: bool = True
     anchor_format: str = "jpeg"  # how the codec stores anchors and intra patches in the suite (module doc)
@@ -264,7 +265,7 @@ def evaluate_video(spec: tuple[str, int], settings: Settings, folder: str, score
             uniform_package(frames, model, ratio, config.fps),
             evs_package(frames, model, ratio, config.fps),
             paper_package(frames, base, model, ratio, config.fps),
-            adaptive_package(frames, run, model, ratio, config.fps, settings.motion),
+            adaptive_package(frames, run, model, ratio, config.fps, settings.motion, settings.pixels),
         ]
         for pkg in packages:
             methods.setdefault(pkg.method, {})[key] = _score_package(video, pkg, ref, cell, truth_vecs, embedder, scorer)
@@ -584,7 +585,7 @@ def report(result: dict) -> str:
         f"sampled at {s['fps']:g} fps; wall {result['wall_s']:.0f} s on {s['workers']} worker(s), {s['cpu_count']} CPU(s)"
         + (f", {result['worker_cpu_s']:.0f} CPU-s in the workers. " if result.get("worker_cpu_s") else ". ") +
         f"Cells: mean±std over videos (worst video in brackets: lowest, or highest tokens/min). "
-        f"Adaptive receiver warps by: {s['motion']}.",
+        f"Adaptive receiver warps by: {s['motion']}; adaptive's sent pixels: {s.get('pixels', 'code')}.",
         "",
     ]
     for r in s["ratios"]:

@@ -36,6 +36,7 @@ def eval_command(
     size: Optional[int] = typer.Option(None, "--size", help="Grid side in px, a multiple of 32 (default 512; 256 with --quick)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
     motion: str = typer.Option("median", "--motion", help="How the adaptive receiver warps: median (one vector) or blocks (the field)."),
+    pixels: str = typer.Option("source", "--pixels", help="adaptive's sent pixels: source (as every baseline: compares plans) or code (rebuilt from the stored code, the product's)."),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="Also report embedding cosine: 'descriptor' or a local CLIP/SigLIP dir."),
     no_scenedetect: bool = typer.Option(False, "--no-scenedetect", help="Skip the PySceneDetect comparison."),
     anchor_format: str = typer.Option("jpeg", "--anchor-format", help="How the suite's codec stores anchors: jpeg (fast) or avif (the product's)."),
@@ -44,6 +45,8 @@ def eval_command(
     ratios = parse_ratios(budgets)
     if motion not in ("median", "blocks"):
         raise typer.BadParameter("choose median or blocks", param_hint="--motion")
+    if pixels not in ("source", "code"):
+        raise typer.BadParameter("choose source or code", param_hint="--pixels")
     if size is not None and (size <= 0 or size % 32):
         raise typer.BadParameter(f"{size} is not a positive multiple of 32", param_hint="--size")
     from videomemory.bench.eval_suite import Settings, report, run_suite
@@ -51,7 +54,7 @@ def eval_command(
     changes = {k: v for k, v in {"per_class": per_class, "duration_s": duration, "size": size}.items() if v is not None}
     if anchor_format not in ("jpeg", "avif", "webp", "png"):
         raise typer.BadParameter("choose jpeg, avif, webp or png", param_hint="--anchor-format")
-    common = {"ratios": ratios, "workers": workers, "motion": motion, "embedder": embedder,
+    common = {"ratios": ratios, "workers": workers, "motion": motion, "pixels": pixels, "embedder": embedder,
               "scenedetect": not no_scenedetect, "anchor_format": anchor_format}
     settings = Settings.quick_mode(**common, **changes) if quick else Settings(**common, **changes)  # type: ignore[arg-type]
     result = run_suite(settings, out)

@@ -170,3 +170,22 @@ def test_losses_section_names_what_the_data_says():
     text = eval_suite.losses_section(agg, [7.0])
     assert "- 1/7, high-cut: PSNR 30.00 dB vs `uniform` 31.50 dB (-1.50)" in text
     assert text.count("\n- ") == 1
+
+
+@pytest.mark.slow
+def test_adaptive_sends_source_pixels_by_default_and_the_code_on_request(tmp_path):
+    """pixels="source" pairs adaptive with the baselines (raw frames); "code" carries the codec's loss."""
+    from videomemory.bench.eval_methods import adaptive_package
+
+    v = make_video("low-motion", 0, tmp_path, (128, 128), 6.0)
+    config = CodecConfig(grid=Grid(128, 128))
+    model = TokenModel(grid=config.grid)
+    frames = list(sample_frames(v.path, fps=2.0, grid=config.grid))
+    run = run_codec(frames, config)
+    source = adaptive_package(frames, run, model, 4.0)
+    code = adaptive_package(frames, run, model, 4.0, pixels="code")
+    assert np.array_equal(source.perceived[0], frames[0].image)  # the first full image is the sampled frame itself
+    assert np.array_equal(code.perceived[0], run.images[0]) and not np.array_equal(code.perceived[0], frames[0].image)
+    assert source.tokens == code.tokens  # the same plan either way
+    with pytest.raises(ValueError, match="pixels"):
+        adaptive_package(frames, run, model, 4.0, pixels="jpeg")
