@@ -217,16 +217,18 @@ def _refine(
     top = org[:, None, :] - ring - 1 + pad + centers  # (N, K, 2)
     wins = views[top[..., 0], top[..., 1]]  # (N, K, win, win)
     curb = curb[:, None]
+    n, k = wins.shape[:2]
+    # Signed int16 differences are exact here (levels 0-2 hold at most 16,320): sub + abs beats
+    # max - min, and a flat last dim sums faster than two small ones.
     sad = torch.stack(
-        [_absdiff(wins[..., a : a + s, b : b + s], curb).sum((-1, -2), dtype=torch.int32).to(torch.int64)
+        [(wins[..., a : a + s, b : b + s] - curb).abs_().view(n, k, s * s).sum(-1, dtype=torch.int32)
          for a in range(3) for b in range(3)],
         -1,
-    )  # (N, K, 9)
+    ).to(torch.int64)  # (N, K, 9)
     offs = torch.tensor([(a - 1, b - 1) for a in range(3) for b in range(3)], device=dev)
     d = centers[:, :, None, :] + offs  # (N, K, 9, 2)
     key = _key(sad + _lambda(lam, scale, s, value_px) * d.abs().sum(-1), d)
     key = key.masked_fill((d.abs() > limit).any(-1), torch.iinfo(torch.int64).max)
-    n = d.shape[0]
     _, idx = torch.topk(key.reshape(n, -1), keep, dim=1, largest=False, sorted=True)
     return torch.gather(d.reshape(n, -1, 2), 1, idx[..., None].expand(n, keep, 2))
 
@@ -440,9 +442,11 @@ def fast_search(
 
     # Integer luma pyramid: a level-l pixel sums 4**l full-res luma values (exact).
     y_cur, y_ref = [_luma(cur)], [_luma(ref)]
-    for _ in range(3):
-        y_cur.append(_down2(y_cur[-1]))
-        y_ref.append(_down2(y_ref[-1]))
+    for level in range(1, 4):
+        # Level 3 sums 64 luma values (up to 65,280): int32, or int16 would wrap on bright content.
+        dt = torch.int32 if level == 3 else torch.int16
+        y_cur.append(_down2(y_cur[-1].to(dt)))
+        y_ref.append(_down2(y_ref[-1].to(dt)))
 
     zero = torch.zeros((n, 1, 2), dtype=torch.int64, device=dev)
     prior_v = None
