@@ -113,12 +113,14 @@ def test_a_global_pan_gives_the_pan_vector_and_a_near_zero_residual(videos, seed
 
 @pytest.mark.parametrize("name", ["pan", "fast_pan", "objects", "mixed", "fade"])
 def test_fast_search_against_the_exhaustive_optimum_on_generated_video(videos, name):
-    """Measured, not the issue's goal: the goal (within 1% on >= 99% of all blocks) is not met.
+    """Measured on this 256x256 grid (the goal, >= 99% of all blocks, is asserted at 512x512 for
+    pan and objects in test_motion.py): 256x256 measured 98.6-100% of matched blocks, 95.8%
+    (fast_pan, motion beyond the window) to 100% of all blocks, pcost 1.00-1.03x the optimum.
 
     Blocks with a real match (exhaustive error <= 4 per RGB value) are where the vectors matter;
     blocks of content entering the frame have no match, and the exhaustive optimum there is a
-    minimum over noise that a coarse-to-fine search does not find. bench/codec_speed.py reports
-    both shares at 512x512.
+    partial match anywhere in the window (the fast search's rescue stage looks for it).
+    bench/codec_speed.py reports both shares at 512x512.
     """
     _, frames, _ = videos(name, duration=30.0 if name != "pan" else 60.0)
     cfg = MotionConfig()
@@ -134,11 +136,11 @@ def test_fast_search_against_the_exhaustive_optimum_on_generated_video(videos, n
         within, total = within + ok.sum().item(), total + ok.numel()
         within_matched, matched = within_matched + (ok & real).sum().item(), matched + real.sum().item()
         fast_pcost, best_pcost = fast_pcost + fast.pcost, best_pcost + full.pcost
-    assert within_matched / matched >= 0.97, f"{name}: {within_matched / matched:.2%} of matched blocks within 1%"
-    assert within / total >= 0.80, f"{name}: {within / total:.2%} of all blocks within 1%"
-    # pcost is what the anchor rule sees: measured 1.00-1.19x the optimum (highest where much
-    # content enters the frame: fast pans); gamma sits 3-4x away from both sides (README).
-    assert fast_pcost <= 1.25 * best_pcost
+    assert within_matched / matched >= 0.98, f"{name}: {within_matched / matched:.2%} of matched blocks within 1%"
+    assert within / total >= 0.95, f"{name}: {within / total:.2%} of all blocks within 1%"
+    # pcost is what the anchor rule sees: measured 1.00-1.03x the optimum; gamma sits 3-4x away
+    # from both sides (README).
+    assert fast_pcost <= 1.05 * best_pcost
 
 
 def test_causal_encoder_gives_the_same_gops_frame_by_frame_and_on_a_prefix(videos):
