@@ -201,12 +201,12 @@ def compensate(ref: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
             out = torch.where(mask, shifted, out)
         assert out is not None
         return out
-    off = torch.arange(BLOCK, device=ref.device)
-    ys = (torch.arange(by, device=ref.device) * BLOCK + pad)[:, None, None] + v[..., 0, None]  # (By, Bx, 1)
-    xs = (torch.arange(bx, device=ref.device) * BLOCK + pad)[None, :, None] + v[..., 1, None]  # (By, Bx, 1)
-    rows = (ys + off)[..., :, None]  # (By, Bx, 16, 1)
-    cols = (xs + off)[..., None, :]  # (By, Bx, 1, 16)
-    blocks = refp[:, rows, cols]  # (C, By, Bx, 16, 16)
+    # One gather of whole 16x16 windows (a strided view of every window of the padded frame), not
+    # of single pixels: about 2x faster on CPU, the same bytes.
+    windows = refp.unfold(1, BLOCK, 1).unfold(2, BLOCK, 1)  # (C, H+2p-15, W+2p-15, 16, 16) view
+    ys = (torch.arange(by, device=ref.device) * BLOCK + pad)[:, None] + v[..., 0]  # (By, Bx) window rows
+    xs = (torch.arange(bx, device=ref.device) * BLOCK + pad)[None, :] + v[..., 1]  # (By, Bx) window cols
+    blocks = windows[:, ys, xs]  # (C, By, Bx, 16, 16)
     return blocks.permute(0, 1, 3, 2, 4).reshape(c, h, w)
 
 

@@ -157,6 +157,24 @@ def test_shifted_copy_compensation_equals_the_per_block_gather(n_vectors, monkey
     assert torch.equal(fast, compensate(ref, vectors))
 
 
+def test_compensate_equals_a_block_by_block_copy_for_many_vectors():
+    """The window gather against the definition: each block copied from the edge-padded reference."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(7)
+    ref = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8, generator=gen)
+    vectors = torch.randint(-30, 31, (6, 8, 2), dtype=torch.int16, generator=gen)  # 48 distinct vectors
+    pad = 30
+    refp = F.pad(ref[None].float(), (pad, pad, pad, pad), mode="replicate")[0].to(torch.uint8)
+    expect = torch.empty_like(ref)
+    for by in range(6):
+        for bx in range(8):
+            dy, dx = (int(v) for v in vectors[by, bx])
+            y, x = by * 16 + pad + dy, bx * 16 + pad + dx
+            expect[:, by * 16 : by * 16 + 16, bx * 16 : bx * 16 + 16] = refp[:, y : y + 16, x : x + 16]
+    assert torch.equal(compensate(ref, vectors), expect)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
