@@ -9,7 +9,6 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 import zstandard
 
 from videomemory.codec.config import CodecConfig, Grid
@@ -19,7 +18,6 @@ from videomemory.codec.residual import AnchorCode, GopCode, PCode
 from videomemory.codec.stats import ContentStats, content_stats
 from videomemory.codec.tokens import Rect
 from videomemory.errors import DataLoss, InvalidArgument
-from videomemory.memory import schema as S
 
 PCODE = "pcode"
 # Crops of a frame: each crop (the frame row's rects in order, (rows, cols, 3) uint8 as rebuilt) as
@@ -216,9 +214,7 @@ class RowBuffer:
 
     def flush(self, ingest: "Ingest") -> None:
         """Append the buffered frame, crop and segment rows to an ingest (still invisible until it commits)."""
-        if self.crops:  # rows of this ingest: dropped with it like its frames (schema.PER_INGEST)
-            owner = {"tenant": ingest.tenant, "video_key": ingest.key, "ingest_id": ingest.ingest_id}
-            ingest.store.table("crops").add(pa.Table.from_pylist([r | owner for r in self.crops], schema=S.CROPS))
+        ingest.add_crops(self.crops)  # rows of this ingest: dropped with it like its frames (schema.PER_INGEST)
         ingest.add_frames(self.rows)
         ingest.add_segments(self.segments)
         self.rows, self.segments, self.crops = [], [], []

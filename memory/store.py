@@ -260,6 +260,10 @@ class Store:
                 raise FailedPrecondition(f"video {video.key} is being re-written; retry in a moment")
         return rows.sort_by("ms") if "ms" in rows.column_names else rows
 
+    def crops(self, video: Video, where: Expr | None = None, columns: list[str] | None = None) -> pa.Table:
+        """Stored crop rows of a video (``memory.records.crop_row``; none for videos of schema version 1)."""
+        return self._rows("crops", video, where, columns)
+
     def segments(self, video: Video) -> pa.Table:
         """Segment (GOP) rows of a ready video sorted by time."""
         return self._rows("segments", video, None, None).sort_by("start_ms")
@@ -394,6 +398,11 @@ class Ingest:
         if rows:
             self.store.table("frames").add(self._own(rows, S.FRAMES))
             self.frames += len(rows)
+
+    def add_crops(self, rows: list[dict[str, Any]]) -> None:
+        """Append crop rows (``memory.records.crop_row``)."""
+        if rows:
+            self.store.table("crops").add(self._own(rows, S.CROPS))
 
     def add_segments(self, rows: list[dict[str, Any]]) -> None:
         """Append segment rows (``memory.records.segment_row``)."""

@@ -429,7 +429,7 @@ def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, gri
 
     crop_ms = [r["ms"] for g in gops for pos, r in wants[g] if not ready(g, pos)] if stored_crops else []
     code_q = _POOL.submit(store.frames, video, col("gop").isin(missing), CODE_COLUMNS) if missing else None
-    crops_q = _POOL.submit(store._rows, "crops", video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
+    crops_q = _POOL.submit(store.crops, video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
     if code_q is not None:
         by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g in missing}
         for r in code_q.result().to_pylist():

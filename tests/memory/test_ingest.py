@@ -34,7 +34,7 @@ def _assert_exactly_once(store: Store, tenant: str, key: str) -> None:
     # Crop rows: exactly one per frame sent as changed cells, all of the visible ingest.
     rows = store.frames(video, columns=["role", "plan_role", "rects"]).to_pylist()
     sent = sum(1 for r in rows if r["rects"] and records.sends_crops(r["role"], r["plan_role"]))
-    assert store.count_rows("crops", tenant, key) == sent == store._rows("crops", video, None, ["ms"]).num_rows
+    assert store.count_rows("crops", tenant, key) == sent == store.crops(video, None, ["ms"]).num_rows
 
 
 def test_same_video_at_two_paths_and_two_fps_gets_one_key_and_equal_frame_ids(videos, tmp_path, store):
