@@ -14,10 +14,11 @@ report per method and class, with mean, std and the worst video (``eval_metrics`
 * cut detection: precision/recall of the codec's pcost anchors against the true cuts (without a
   budget, and under each budget), next to PySceneDetect's ``ContentDetector`` (default threshold
   27, ``min_scene_len`` 0.5 s: the default 15 frames would merge the montage's 1 s shots) on the
-  same source files through its PyAV backend, when ``scenedetect`` is installed ("n/a" otherwise).
-  It is in no extra: scenedetect 0.7.2 requires ``opencv-python``, whose ``cv2`` links the system
-  libraries libGL.so.1 and libglib-2.0 (present on this machine, absent from a bare container);
-  ``pip install scenedetect`` where they exist;
+  same source files through its PyAV backend, when ``scenedetect`` imports ("n/a" otherwise). The
+  ``eval`` extra (and ``test``) installs ``scenedetect-headless`` (the same package built on
+  ``opencv-python-headless``, whose ``cv2`` needs no libGL or libglib, so it works in a bare
+  container); plain ``scenedetect`` (``opencv-python``, needs the system's libGL.so.1) serves
+  as well where that is present: both provide the ``scenedetect`` module;
 * tokens per minute: the actual spend of every method next to its budget, and the adaptive
   plan's own cost without a budget (mean and std per class: the cost-forecasting input). The
   forecast: the videos are shorter than two minutes, so instead of the first minute it uses the

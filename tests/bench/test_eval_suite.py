@@ -60,6 +60,32 @@ def test_quick_run_writes_a_full_finite_table(quick):
         assert _finite(result["aggregate"]["cost"][c]["first_part_error_pct"]["mean"])
 
 
+def _scenedetect_importable() -> bool:
+    try:
+        import scenedetect  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _scenedetect_importable(),
+                    reason="scenedetect not importable: pip install -e '.[eval]' (scenedetect-headless) for the PySceneDetect column")
+def test_the_scenedetect_column_is_real_numbers(quick):
+    out, result = quick
+    assert result["settings"]["scenedetect"]
+    for v in result["videos"]:
+        sd = v["cuts"]["scenedetect"]
+        assert sd is not None and all(_finite(t) for t in sd["times"]), v["video"]
+    for c in CLASSES:
+        x = result["aggregate"]["cuts"][c]["scenedetect"]
+        assert _finite(x["precision"]) and _finite(x["recall"]) and 0 <= x["recall"] <= 1, c
+    assert result["aggregate"]["cuts"]["high-cut"]["scenedetect"]["cuts"] > 0
+    table = (out / "eval.md").read_text().split("## Cut detection")[1].split("##")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| class")]
+    assert len(rows) == len(CLASSES) and not any(line.rstrip(" |").endswith("n/a") for line in rows)
+
+
 @pytest.mark.slow
 def test_every_baseline_spends_its_budget_and_no_more(quick):
     """flat/uniform/evs/paper: never over budget; flat/uniform/evs within one full image of it.
