@@ -1,7 +1,7 @@
 """Generated H.264 test videos with known ground truth, made from real photographs.
 
-``write_video`` renders a list of ``Shot``s (a photo as background, an optional pan, pasted
-sprites, fades) and encodes them with libx264 (yuv420p, no B-frames); it returns a
+``write_video`` renders a list of ``Shot``s (a photo as background, an optional pan and zoom,
+pasted sprites, fades) and encodes them with libx264 (yuv420p, no B-frames); it returns a
 ``GroundTruth`` that says, for every frame, exactly what was drawn. ``preset`` builds the shot
 lists used by the tests and benchmarks (``PRESETS``).
 
@@ -21,6 +21,13 @@ Ground-truth conventions:
   shows what pixel ``(x - ox, y - oy)`` showed at ``t = 0``: content moves by ``+offset``. The
   background is the photo scaled to cover the frame, extended by mirrored tiling, so a pan of any
   length never runs out of picture.
+* Zoom. ``Shot.zoom = z`` (> -1) scales the background about the frame centre by
+  ``scale = (1 + z) ** t`` (z = 0.2: 20% larger every second; z < 0 zooms out), applied after the
+  pan: with ``c = (w / 2, h / 2)`` and pixel centres at ``+0.5``, the pixel at ``p`` shows what
+  the point ``(p - c) / scale + c - offset`` showed at ``t = 0`` (bilinear; zooming out, the
+  background is blurred first against aliasing). Content at distance ``r`` from the centre moves
+  radially at ``r * ln(1 + z)`` px/s. ``FrameTruth.scale`` records each frame's scale; ``zoom = 0``
+  renders exactly as before zooms existed (whole pixels, no resampling).
 * Sprites. A ``Sprite`` is a photo resized to ``size``; its top-left corner is at
   ``(round(x0 + vx * t), round(y0 + vy * t))``. It is absent before ``appear_s``; later sprites
   are drawn over earlier ones. ``FrameTruth.boxes`` lists the visible ones, clipped to the frame
@@ -100,6 +107,7 @@ class Shot:
     sprites: tuple[Sprite, ...] = ()
     fade_in_s: float = 0.0
     fade_out_s: float = 0.0
+    zoom: float = 0.0  # background scale (1 + zoom) ** t about the frame centre; 0: none
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class FrameTruth:
     offset: tuple[int, int]  # (ox, oy): content moved by this much since the shot start
     boxes: tuple[tuple[int, int, int, int], ...]  # visible sprites (x, y, w, h), clipped
     alpha: float  # fade brightness, 1 = full
+    scale: float = 1.0  # zoom: the background's scale against the shot start (1 = none)
 
 
 @dataclass
@@ -162,11 +171,13 @@ class GroundTruth:
                 ),
                 fade_in_s=s["fade_in_s"],
                 fade_out_s=s["fade_out_s"],
+                zoom=s.get("zoom", 0.0),
             )
             for s in d["shots"]
         ]
         frames = [
-            FrameTruth(f["index"], f["time_s"], f["shot"], tuple(f["offset"]), tuple(tuple(b) for b in f["boxes"]), f["alpha"])
+            FrameTruth(f["index"], f["time_s"], f["shot"], tuple(f["offset"]), tuple(tuple(b) for b in f["boxes"]), f["alpha"],
+                       f.get("scale", 1.0))
             for f in d["frames"]
         ]
         return cls(d["path"], d["width"], d["height"], d["fps"], d["vfr"], frames, shots, list(d["cuts_s"]))
@@ -248,6 +259,12 @@ class _ShotRenderer:
     def __init__(self, shot: Shot, w: int, h: int, times: list[float]) -> None:
         self.shot, self.w, self.h = shot, w, h
         img = _cover(shot.image, w, h)
+        self.sprites = [(s, _sprite_pixels(s.image, *s.size)) for s in shot.sprites]
+        if shot.zoom:  # resampled per frame from the photo itself (``_zoomed``)
+            self.image = img.astype(np.float32)
+            self.blurred: dict[float, np.ndarray] = {}
+            self.bx, self.by = (img.shape[1] - w) // 2, (img.shape[0] - h) // 2
+            return
         offs = [self.offset(t) for t in times] or [(0, 0)]
         crop_y, self.by, self.py = _axis_window(img.shape[0], h, [o[1] for o in offs])
         crop_x, self.bx, self.px = _axis_window(img.shape[1], w, [o[0] for o in offs])
@@ -255,12 +272,35 @@ class _ShotRenderer:
         canvas = canvas[crop_y] if crop_y is not None else _extend(canvas, 0, self.py + h)
         canvas = canvas[:, crop_x] if crop_x is not None else _extend(canvas, 1, self.px + w)
         self.canvas = canvas
-        self.sprites = [(s, _sprite_pixels(s.image, *s.size)) for s in shot.sprites]
 
     def offset(self, t: float) -> tuple[int, int]:
         """Integer pan offset at shot time t."""
         vx, vy = self.shot.pan
         return int(round(vx * t)), int(round(vy * t))
+
+    def scale(self, t: float) -> float:
+        """Zoom scale at shot time t."""
+        return float((1.0 + self.shot.zoom) ** t) if self.shot.zoom else 1.0
+
+    def _zoomed(self, ox: int, oy: int, scale: float) -> np.ndarray:
+        """The background at a pan offset and zoom scale, bilinear from the mirror-tiled photo."""
+        from scipy.ndimage import gaussian_filter, map_coordinates
+
+        src = self.image
+        if scale < 1.0:  # zooming out: low-pass first, in steps of 0.05 in sigma (cached)
+            sigma = round(0.5 * (1.0 / scale - 1.0) / 0.05) * 0.05
+            if sigma > 0:
+                if sigma not in self.blurred:
+                    self.blurred[sigma] = gaussian_filter(src, (sigma, sigma, 0), mode="reflect")
+                src = self.blurred[sigma]
+        cx, cy = self.w / 2, self.h / 2
+        xs = (np.arange(self.w) + 0.5 - cx) / scale + cx - 0.5 - ox + self.bx
+        ys = (np.arange(self.h) + 0.5 - cy) / scale + cy - 0.5 - oy + self.by
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        out = np.empty((self.h, self.w, 3), np.float32)
+        for c in range(3):
+            map_coordinates(src[..., c], (yy, xx), output=out[..., c], order=1, mode="reflect")
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def alpha(self, t: float) -> float:
         """Fade brightness at shot time t."""
@@ -272,11 +312,14 @@ class _ShotRenderer:
         return float(min(1.0, max(0.0, a)))
 
     def render(self, t: float) -> tuple[np.ndarray, tuple[int, int], tuple[tuple[int, int, int, int], ...], float]:
-        """Pixels (uint8 RGB), offset, visible sprite boxes and alpha at shot time t."""
+        """Pixels (uint8 RGB), offset, visible sprite boxes and alpha at shot time t (scale: ``scale(t)``)."""
         ox, oy = self.offset(t)
-        y0 = self.by - oy if self.py == 0 else (self.by - oy) % self.py
-        x0 = self.bx - ox if self.px == 0 else (self.bx - ox) % self.px
-        frame = self.canvas[y0 : y0 + self.h, x0 : x0 + self.w].copy()
+        if self.shot.zoom:
+            frame = self._zoomed(ox, oy, self.scale(t))
+        else:
+            y0 = self.by - oy if self.py == 0 else (self.by - oy) % self.py
+            x0 = self.bx - ox if self.px == 0 else (self.bx - ox) % self.px
+            frame = self.canvas[y0 : y0 + self.h, x0 : x0 + self.w].copy()
         boxes = []
         for s, pix in self.sprites:
             if t < s.appear_s - _EPS:
@@ -321,6 +364,8 @@ def _check_shots(shots: list[Shot] | tuple[Shot, ...]) -> list[Shot]:
             raise ValueError(f"shot {k}: duration_s must be > 0, got {s.duration_s}")
         if s.fade_in_s < 0 or s.fade_out_s < 0:
             raise ValueError(f"shot {k}: fades must be >= 0")
+        if not (s.zoom > -1 and math.isfinite(s.zoom)):
+            raise ValueError(f"shot {k}: zoom must be a finite number > -1, got {s.zoom}")
         _photo(s.image)
         for sp in s.sprites:
             _photo(sp.image)
@@ -408,7 +453,7 @@ def write_video(
             frame.pts = tick
             for packet in stream.encode(frame):
                 out.mux(packet)
-            frames.append(FrameTruth(i, t, k, offset, boxes, alpha))
+            frames.append(FrameTruth(i, t, k, offset, boxes, alpha, renderer.scale(t - starts[k])))
         for packet in stream.encode():
             out.mux(packet)
     return GroundTruth(str(path), w, h, float(fps), bool(vfr), frames, shots, cuts)

@@ -221,3 +221,42 @@ def test_preset_motion_scales_with_width():
     assert all(25 <= np.hypot(*s.velocity) <= 85 and 60 <= s.size[0] <= 100 for s in objects)
     fade = synth.preset("fade", (512, 512), 12.0)
     assert (fade[0].fade_in_s, fade[0].fade_out_s) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("zoom", [1.0, -0.5])
+def test_a_zoom_scales_the_background_about_the_centre(tmp_path, zoom):
+    """After 1 s at zoom z the background is scaled by 1 + z about the frame centre: the centre
+    crop of the first frame, resized by that factor, is the later frame (zooming in), or the later
+    frame's centre crop is the first frame resized (zooming out)."""
+    from skimage.transform import resize
+
+    w, h = 192, 128
+    truth = synth.write_video(tmp_path / "z.mp4", [synth.Shot(1.2, "coffee", zoom=zoom)], (w, h), 10.0)
+    _, images = _decode(truth.path)
+    first, later = images[0].astype(np.float64), images[10].astype(np.float64)
+    scale = 1.0 + zoom
+    assert truth.frames[0].scale == 1.0 and truth.frames[10].scale == pytest.approx(scale)
+    assert truth.frames[5].scale == pytest.approx(scale**0.5) and truth.frames[10].offset == (0, 0)
+    big, small = (first, later) if scale > 1 else (later, first)  # small shows the same as big's centre
+
+    def error(f: float) -> float:
+        """Mean abs difference of the two views when the scale factor between them is f."""
+        cw, ch = round(w / f), round(h / f)
+        crop = big[(h - ch) // 2 : (h + ch) // 2, (w - cw) // 2 : (w + cw) // 2]
+        if scale > 1:
+            want, got = resize(crop, (h, w), order=1), small
+        else:
+            want, got = resize(small, (ch, cw), order=1, anti_aliasing=True), crop
+        m = 6  # px margin: interpolation at the borders
+        return float(np.abs(want - got)[m:-m, m:-m].mean())
+
+    f = max(scale, 1 / scale)
+    err, unscaled = error(f), np.abs(later - first).mean()
+    assert err < 6 and unscaled > 3 * err and error(1.1 * f) > 3 * err, (err, unscaled, error(1.1 * f))
+    back = synth.GroundTruth.from_dict(truth.to_dict())
+    assert back.shots[0].zoom == zoom and back.frames[10].scale == pytest.approx(scale)
+
+
+def test_zoom_must_be_above_minus_one(tmp_path):
+    with pytest.raises(ValueError, match="zoom"):
+        synth.write_video(tmp_path / "z.mp4", [synth.Shot(1.0, "coffee", zoom=-1.0)], (64, 64), 10.0)
