@@ -13,10 +13,12 @@ codec's content classes (``codec.stats``) and the issue's recipes:
   replaced at 65%). Events: every label appearing or changing.
 * ``high-motion``: even seeds are a *fast pan* (120-220 px/s in a random direction, up to
   110 px per sampled frame, beyond the +-64 px search window for the faster ones) with one object
-  popping in and one fast object entering from an edge; odd seeds are *fast objects* (three
-  sprites crossing the frame at 150-300 px/s over a slowly panning background). Events: objects
-  entering or popping in. There are no zooms: ``synth`` has no zoom, and this module only adds
-  recipes on top of it.
+  popping in and one fast object entering from an edge; seeds 1, 5, 9, ... are a *zoom* (a photo
+  zoomed into at 1.2-1.35x per second with a 30-60 px/s pan for the first half, then one cut to
+  another photo zoomed out of at the same rate: content at the frame's edge moves 45-80 px/s
+  radially on top of the pan), with one object popping in during the zoom-in and one fast object
+  entering during the zoom-out; seeds 3, 7, ... are *fast objects* (three sprites crossing the
+  frame at 150-300 px/s over a slowly panning background). Events: objects entering or popping in.
 * ``high-cut``: an edited montage, shots of 1-3 s (on the source frame grid) from 14 photos,
   never the same photo twice in a row, each with a gentle pan; every second shot of at least
   1.5 s has an object popping in half way. Events: those objects.
@@ -33,7 +35,8 @@ Ground truth, per video (``EvalVideo``):
   rounding. Sprites on screen from the first frame of their shot are not events (they come with
   the cut or were there all along). ``kind`` is ``"enter"`` (an object entering or popping in)
   or ``"label"`` (a label appearing or replaced);
-* motion: each shot's pan (content velocity, px/s) and each sprite's velocity, in the shots.
+* motion: each shot's pan (content velocity, px/s), zoom (``synth.Shot.zoom``: scale
+  ``(1 + zoom) ** t`` about the frame centre) and each sprite's velocity, in the shots.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ class EvalVideo:
             "duration_s": self.truth.duration_s,
             "cuts_s": self.truth.cuts_s,
             "events": [asdict(e) for e in self.events],
-            "shots": [{"duration_s": s.duration_s, "image": s.image, "pan_px_s": list(s.pan),
+            "shots": [{"duration_s": s.duration_s, "image": s.image, "pan_px_s": list(s.pan), "zoom_per_s": s.zoom,
                        "sprite_velocities_px_s": [list(p.velocity) for p in s.sprites]} for s in self.truth.shots],
         }
 
@@ -236,6 +239,22 @@ def _fast_pan(rng: np.random.Generator, w: int, h: int, d: float) -> tuple[str, 
     return "fast-pan", [Shot(d, str(rng.choice(BACKGROUNDS)), pan=pan, sprites=(pop, fast))], {}
 
 
+def _zoom(rng: np.random.Generator, w: int, h: int, d: float) -> tuple[str, list[Shot], dict]:
+    """Zoom into one photo (with a pan) for the first half, cut, zoom out of another for the rest."""
+    s = w / 512
+    d1 = _on_grid(d / 2)
+    rate = float(rng.uniform(1.2, 1.35))  # scale factor per second
+    a, b = (str(x) for x in rng.choice(BACKGROUNDS, 2, replace=False))
+    angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(30, 60) * s
+    pan = (float(speed * np.cos(angle)), float(speed * np.sin(angle)))
+    sw, sh = _object(rng, w, h, s)
+    pop = Sprite(str(rng.choice(SPRITE_PHOTOS)), (sw, sh), (rng.uniform(0.2 * w, 0.8 * w - sw), rng.uniform(0.2 * h, 0.8 * h - sh)),
+                 (0.0, 0.0), _on_grid(0.6 * d1))
+    fast = _crossing(rng, w, h, s, 0.4 * (d - d1), rng.uniform(150, 250) * s)
+    return "zoom", [Shot(d1, a, pan=pan, sprites=(pop,), zoom=rate - 1.0),
+                    Shot(d - d1, b, pan=(-pan[0], -pan[1]), sprites=(fast,), zoom=1.0 / rate - 1.0)], {}
+
+
 def _fast_objects(rng: np.random.Generator, w: int, h: int, d: float) -> tuple[str, list[Shot], dict]:
     s = w / 512
     pan = (float(rng.uniform(-20, 20) * s), float(rng.uniform(-10, 10) * s))
@@ -278,7 +297,7 @@ def recipe(content_class: str, seed: int, size: tuple[int, int] = (512, 512), du
     if content_class == "low-motion":
         return (_slides if seed % 2 == 0 else _talking_head)(rng, w, h, duration_s)
     if content_class == "high-motion":
-        return (_fast_pan if seed % 2 == 0 else _fast_objects)(rng, w, h, duration_s)
+        return (_fast_pan if seed % 2 == 0 else _zoom if seed % 4 == 1 else _fast_objects)(rng, w, h, duration_s)
     return _montage(rng, w, h, duration_s)
 
 

@@ -253,6 +253,19 @@ def _extend(img: np.ndarray, axis: int, length: int) -> np.ndarray:
     return np.ascontiguousarray(tiled[:length] if axis == 0 else tiled[:, :length])
 
 
+def _taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps of sample positions on an axis of ``n`` pixels extended by mirrored tiling
+    (period 2n, as ``_extend``): the two indices and the weight of the second."""
+    lo = np.floor(pos)
+    frac = (pos - lo).astype(np.float32)
+
+    def mirror(i: np.ndarray) -> np.ndarray:
+        i = np.mod(i.astype(np.int64), 2 * n)
+        return np.where(i < n, i, 2 * n - 1 - i)
+
+    return mirror(lo), mirror(lo + 1), frac
+
+
 class _ShotRenderer:
     """Renders the frames of one shot from a canvas built once."""
 
@@ -284,22 +297,21 @@ class _ShotRenderer:
 
     def _zoomed(self, ox: int, oy: int, scale: float) -> np.ndarray:
         """The background at a pan offset and zoom scale, bilinear from the mirror-tiled photo."""
-        from scipy.ndimage import gaussian_filter, map_coordinates
-
         src = self.image
         if scale < 1.0:  # zooming out: low-pass first, in steps of 0.05 in sigma (cached)
             sigma = round(0.5 * (1.0 / scale - 1.0) / 0.05) * 0.05
             if sigma > 0:
                 if sigma not in self.blurred:
+                    from scipy.ndimage import gaussian_filter
+
                     self.blurred[sigma] = gaussian_filter(src, (sigma, sigma, 0), mode="reflect")
                 src = self.blurred[sigma]
         cx, cy = self.w / 2, self.h / 2
-        xs = (np.arange(self.w) + 0.5 - cx) / scale + cx - 0.5 - ox + self.bx
-        ys = (np.arange(self.h) + 0.5 - cy) / scale + cy - 0.5 - oy + self.by
-        yy, xx = np.meshgrid(ys, xs, indexing="ij")
-        out = np.empty((self.h, self.w, 3), np.float32)
-        for c in range(3):
-            map_coordinates(src[..., c], (yy, xx), output=out[..., c], order=1, mode="reflect")
+        # Axis-aligned scale and shift: bilinear is separable (rows, then columns).
+        i0, i1, wy = _taps((np.arange(self.h) + 0.5 - cy) / scale + cy - 0.5 - oy + self.by, src.shape[0])
+        rows = src[i0] * (1 - wy)[:, None, None] + src[i1] * wy[:, None, None]
+        j0, j1, wx = _taps((np.arange(self.w) + 0.5 - cx) / scale + cx - 0.5 - ox + self.bx, src.shape[1])
+        out = rows[:, j0] * (1 - wx)[None, :, None] + rows[:, j1] * wx[None, :, None]
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     def alpha(self, t: float) -> float:

@@ -260,3 +260,13 @@ def test_a_zoom_scales_the_background_about_the_centre(tmp_path, zoom):
 def test_zoom_must_be_above_minus_one(tmp_path):
     with pytest.raises(ValueError, match="zoom"):
         synth.write_video(tmp_path / "z.mp4", [synth.Shot(1.0, "coffee", zoom=-1.0)], (64, 64), 10.0)
+
+
+def test_the_zoom_renderer_at_scale_one_is_the_pan_renderer():
+    """Same offset and mirrored tiling conventions: a zoom too small to change the scale renders the
+    pan's exact pixels, also far beyond the photo (where the background is tiled)."""
+    pan = synth.Shot(3.0, "coffee", pan=(-300.0, 40.0))
+    times = [i / 10 for i in range(30)]
+    a = synth._ShotRenderer(pan, 128, 96, times)
+    b = synth._ShotRenderer(synth.Shot(3.0, "coffee", pan=(-300.0, 40.0), zoom=1e-300), 128, 96, times)
+    assert all(np.array_equal(a.render(t)[0], b.render(t)[0]) for t in times)
