@@ -41,6 +41,7 @@ Ground truth, per video (``EvalVideo``):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -263,13 +264,13 @@ def _fast_objects(rng: np.random.Generator, w: int, h: int, d: float) -> tuple[s
     return "fast-objects", [Shot(d, str(rng.choice(BACKGROUNDS)), pan=pan, sprites=sprites)], {}
 
 
-def _montage(rng: np.random.Generator, w: int, h: int, d: float) -> tuple[str, list[Shot], dict]:
+def _montage(rng: np.random.Generator, w: int, h: int, d: float, lo: float = 1.0, hi: float = 3.0) -> tuple[str, list[Shot], dict]:
     s = w / 512
     durations: list[float] = []
-    while sum(durations) < d - 1.0 + _EPS:
-        durations.append(_on_grid(rng.uniform(1.0, 3.0)))
+    while not durations or sum(durations) < d - lo + _EPS:
+        durations.append(_on_grid(rng.uniform(lo, hi)))
     durations[-1] = round(d - sum(durations[:-1]), 6)  # the last shot ends with the video
-    if durations[-1] < 1.0 - _EPS and len(durations) > 1:  # fold a short tail into the previous shot
+    if durations[-1] < lo - _EPS and len(durations) > 1:  # fold a short tail into the previous shot
         durations[-2] = round(durations[-2] + durations.pop(), 6)
     shots, prev = [], ""
     for k, dur in enumerate(durations):
@@ -308,3 +309,102 @@ def make_video(content_class: str, seed: int, folder: str | Path, size: tuple[in
     path = Path(folder) / f"{content_class}-{seed}.mp4"
     truth = synth.write_video(path, shots, size, SOURCE_FPS, seed=seed, x264_preset="veryfast")
     return EvalVideo(f"{content_class}-{seed}", content_class, name, seed, truth, labels, find_events(truth, labels))
+
+
+# --- long videos: the cost forecast from the first minute ---------------------------------------
+
+#: Source frame rate of the long videos: 5 fps is enough for 2 fps sampling and halves the render.
+LONG_SOURCE_FPS = 5.0
+FIRST_MINUTE_S = 60.0
+
+
+def change_time(duration_s: float) -> float:
+    """When a long video's content changes (where it does): a fifth of the way past the first minute."""
+    return _on_grid(FIRST_MINUTE_S + 0.2 * (duration_s - FIRST_MINUTE_S), LONG_SOURCE_FPS)
+
+
+def _slide_deck(rng: np.random.Generator, w: int, h: int, d: float, first: str = "page") -> list[Shot]:
+    """Slides of 30-50 s alternating between the two document photos, each with two labels popping in."""
+    size = (max(8, round(0.45 * w)), max(8, round(0.1 * h)))
+    durations: list[float] = []
+    while not durations or sum(durations) < d - 30.0 + _EPS:
+        durations.append(_on_grid(rng.uniform(30.0, 50.0), LONG_SOURCE_FPS))
+    durations[-1] = round(d - sum(durations[:-1]), 6)
+    shots = []
+    for k, dur in enumerate(durations):
+        photo = ("page", "text")[(k + (first == "text")) % 2]
+        a = _label(rng, size, (0.1 * w, 0.2 * h), _on_grid(rng.uniform(0.1, 0.4) * dur, LONG_SOURCE_FPS))
+        b = _label(rng, size, (0.1 * w, 0.38 * h), _on_grid(rng.uniform(0.5, 0.8) * dur, LONG_SOURCE_FPS), avoid=a.image)
+        shots.append(Shot(dur, photo, sprites=(a, b)))
+    return shots
+
+
+def long_recipe(content_class: str, seed: int, size: tuple[int, int] = (256, 256),
+                duration_s: float = 180.0) -> tuple[str, list[Shot]]:
+    """(recipe name, shots) of a long video (more than a minute) of ``content_class``.
+
+    Seed 0 and 1 of each class; odd seeds keep one pace, even seeds change it at
+    ``change_time(duration_s)`` (after the first minute), so a first-minute forecast is not
+    trivially right:
+
+    * static: ``camera-arrivals`` (an empty scene until the change, then a person every 8-16 s)
+      and ``camera-steady`` (a person every 15-30 s throughout);
+    * low-motion: ``talk-then-slides`` (a talking head until the change, then a slide deck) and
+      ``lecture`` (slides of 30-50 s with labels popping in, throughout);
+    * high-motion: ``pan-then-still`` (a fast pan with objects until the change, then a fixed
+      camera with an object crossing now and then) and ``zooms`` (alternating zoom-in and
+      zoom-out shots of 4-7 s with a pan and fast objects, throughout);
+    * high-cut: ``montage-slowing`` (shots of 1-3 s until the change, then 6-12 s) and
+      ``montage-quickening`` (4-8 s, then 1-2 s).
+    """
+    if content_class not in CLASSES:
+        raise ValueError(f"unknown class {content_class!r}; choose one of {', '.join(CLASSES)}")
+    if duration_s <= FIRST_MINUTE_S + 5.0:
+        raise ValueError(f"a long video must be longer than {FIRST_MINUTE_S + 5.0:g} s, got {duration_s:g}")
+    w, h = size
+    s = w / 512
+    rng = np.random.default_rng([seed, CLASSES.index(content_class), 60])
+    d, tc = duration_s, change_time(duration_s)
+    changes = seed % 2 == 0
+    if content_class == "static":
+        gap = (8.0, 16.0) if changes else (15.0, 30.0)
+        t, times = (tc if changes else rng.uniform(2.0, 10.0)), []
+        while t < d - 2.0:
+            times.append(t)
+            t += rng.uniform(*gap)
+        walkers = tuple(_walker(rng, w, h, s, float(x), (25, 45)) for x in times)
+        return ("camera-arrivals" if changes else "camera-steady"), [Shot(d, str(rng.choice(BACKGROUNDS)), sprites=walkers)]
+    if content_class == "low-motion":
+        if not changes:
+            return "lecture", _slide_deck(rng, w, h, d)
+        _, head, _ = _talking_head(rng, w, h, tc)
+        return "talk-then-slides", head + _slide_deck(rng, w, h, d - tc)
+    if content_class == "high-motion":
+        if changes:
+            _, pan, _ = _fast_pan(rng, w, h, tc)
+            rest = d - tc
+            crossers = tuple(_crossing(rng, w, h, s, float(t), rng.uniform(150, 300) * s) for t in np.arange(5.0, rest - 2.0, 20.0))
+            return "pan-then-still", pan + [Shot(rest, str(rng.choice(BACKGROUNDS)), sprites=crossers)]
+        shots: list[Shot] = []
+        while sum(x.duration_s for x in shots) < d - 15.0 + _EPS:
+            dur = _on_grid(rng.uniform(8.0, 14.0), LONG_SOURCE_FPS)
+            _, pair, _ = _zoom(rng, w, h, dur)
+            shots += pair
+        used = sum(x.duration_s for x in shots[:-1])
+        shots[-1] = dataclasses.replace(shots[-1], duration_s=round(d - used, 6))
+        return "zooms", shots
+    if changes:
+        _, a, _ = _montage(rng, w, h, tc, 1.0, 3.0)
+        _, b, _ = _montage(rng, w, h, d - tc, 6.0, 12.0)
+        return "montage-slowing", a + b
+    _, a, _ = _montage(rng, w, h, tc, 4.0, 8.0)
+    _, b, _ = _montage(rng, w, h, d - tc, 1.0, 2.0)
+    return "montage-quickening", a + b
+
+
+def make_long_video(content_class: str, seed: int, folder: str | Path, size: tuple[int, int] = (256, 256),
+                    duration_s: float = 180.0) -> tuple[str, GroundTruth]:
+    """Render one long video (``long_recipe``) into ``folder``: (recipe name, ground truth)."""
+    name, shots = long_recipe(content_class, seed, size, duration_s)
+    path = Path(folder) / f"long-{content_class}-{seed}.mp4"
+    return name, synth.write_video(path, shots, size, LONG_SOURCE_FPS, seed=seed, x264_preset="veryfast")

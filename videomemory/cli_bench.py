@@ -28,7 +28,7 @@ def parse_ratios(text: str) -> tuple[float, ...]:
 
 @bench.command("eval")
 def eval_command(
-    quick: bool = typer.Option(False, "--quick", help="CI size: 2 videos per class of 12 s on a 256x256 grid."),
+    quick: bool = typer.Option(False, "--quick", help="CI size: 2 videos per class of 12 s on a 256x256 grid (forecast videos of 70 s at 128x128)."),
     out: Path = typer.Option(Path("results/eval"), "--out", help="Folder for eval.json, eval.md and the PNGs."),
     budgets: str = typer.Option("4,7,12", "--budgets", help="Budget ratios: each budget is 1/ratio of flat's tokens per minute."),
     per_class: Optional[int] = typer.Option(None, "--per-class", min=1, help="Videos per class (default 10; 2 with --quick)."),
@@ -39,6 +39,7 @@ def eval_command(
     pixels: str = typer.Option("source", "--pixels", help="adaptive's sent pixels: source (as every baseline: compares plans) or code (rebuilt from the stored code, the product's)."),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="Also report embedding cosine: 'descriptor' or a local CLIP/SigLIP dir."),
     no_scenedetect: bool = typer.Option(False, "--no-scenedetect", help="Skip the PySceneDetect comparison."),
+    forecast_per_class: int = typer.Option(2, "--forecast-per-class", min=0, help="Long videos per class for the first-minute cost forecast (3 min at 256x256; 70 s at 128x128 with --quick); 0: skip."),
     anchor_format: str = typer.Option("jpeg", "--anchor-format", help="How the suite's codec stores anchors: jpeg (fast) or avif (the product's)."),
 ) -> None:
     """Compare flat, uniform, evs, paper and adaptive at matched tokens per minute, per content class."""
@@ -55,7 +56,7 @@ def eval_command(
     if anchor_format not in ("jpeg", "avif", "webp", "png"):
         raise typer.BadParameter("choose jpeg, avif, webp or png", param_hint="--anchor-format")
     common = {"ratios": ratios, "workers": workers, "motion": motion, "pixels": pixels, "embedder": embedder,
-              "scenedetect": not no_scenedetect, "anchor_format": anchor_format}
+              "scenedetect": not no_scenedetect, "anchor_format": anchor_format, "forecast_per_class": forecast_per_class}
     settings = Settings.quick_mode(**common, **changes) if quick else Settings(**common, **changes)  # type: ignore[arg-type]
     result = run_suite(settings, out)
     typer.echo(report(result))

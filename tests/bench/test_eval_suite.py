@@ -11,7 +11,7 @@ import pytest
 from videomemory.bench import eval_suite
 from videomemory.bench.eval_methods import METHODS, Send, budget_tpm, run_codec
 from videomemory.bench.eval_metrics import Reference, cut_pr, event_hits, luma, psnr_of_mse
-from videomemory.bench.eval_videos import CLASSES, make_video
+from videomemory.bench.eval_videos import CLASSES, change_time, long_recipe, make_long_video, make_video
 from videomemory.codec.config import CodecConfig, Grid
 from videomemory.codec.decode import sample_frames
 from videomemory.codec.tokens import TokenModel
@@ -57,7 +57,17 @@ def test_quick_run_writes_a_full_finite_table(quick):
     assert "## Where the predictive code loses" in md
     for c in CLASSES:
         assert _finite(result["aggregate"]["cost"][c]["natural_tpm"]["mean"])
-        assert _finite(result["aggregate"]["cost"][c]["first_part_error_pct"]["mean"])
+        fc = result["aggregate"]["forecast"][c]
+        assert fc["videos"] == s["forecast_per_class"] > 0
+        for key in ("natural_tpm", "first_minute_error_pct", "class_rate_error_pct"):
+            assert all(_finite(fc[key][k]) for k in ("mean", "std", "worst")), (c, key)
+    for r in result["videos"] + result["long_videos"]:
+        assert _finite(r["natural_tpm"]) and r["natural_tpm"] > 0, r["video"]
+    for r in result["long_videos"]:
+        assert r["duration_s"] == s["forecast_duration_s"] > 60 and r["first_minute_frames"] == 120 < r["frames"]
+    table = md.split("## Forecast of a video's cost from its first minute")[1].split("##")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| class", "| video"))]
+    assert len(rows) == len(CLASSES) + len(result["long_videos"]) and "nan" not in table
 
 
 def _scenedetect_importable() -> bool:
@@ -215,3 +225,68 @@ def test_adaptive_sends_source_pixels_by_default_and_the_code_on_request(tmp_pat
     assert source.tokens == code.tokens  # the same plan either way
     with pytest.raises(ValueError, match="pixels"):
         adaptive_package(frames, run, model, 4.0, pixels="jpeg")
+
+
+def test_long_videos_change_after_the_first_minute_in_the_even_seeds():
+    """The forecast videos: the shots fill the duration, and where the pace changes it changes
+    after the first minute (so the first minute is no sample of the rest)."""
+    for d in (70.0, 180.0):
+        tc = change_time(d)
+        assert 60.0 < tc < d
+        for c in CLASSES:
+            for seed in (0, 1):
+                name, shots = long_recipe(c, seed, (128, 128), d)
+                assert sum(x.duration_s for x in shots) == pytest.approx(d), (c, seed)
+                assert all(x.duration_s > 0.5 for x in shots), (c, seed)
+        static = long_recipe("static", 0, (128, 128), d)[1][0]
+        assert all(sp.velocity[0] * sp.start[0] <= 0 for sp in static.sprites)  # each walks into the frame
+        # Nobody in view before the change: a walker's centre crosses the edge at tc or later.
+        assert min(abs(sp.start[0] + sp.size[0] / 2 - (0 if sp.velocity[0] > 0 else 128)) / abs(sp.velocity[0])
+                   for sp in static.sprites) >= tc - 1e-6
+        slow = long_recipe("high-cut", 0, (128, 128), d)[1]
+        ends = np.cumsum([x.duration_s for x in slow])
+        assert max(x.duration_s for x, e in zip(slow, ends) if e <= tc + 1e-6) <= 3.0 + 1e-6
+        assert min(x.duration_s for x, e in zip(slow, ends) if e > tc + 1e-6) >= 3.0  # 6-12 s (the tail may be shorter)
+    with pytest.raises(ValueError, match="longer"):
+        long_recipe("static", 0, (128, 128), 60.0)
+
+
+@pytest.mark.slow
+def test_the_first_minute_forecast_sees_only_the_first_minute(tmp_path):
+    """The codec is causal: the first minute's statistics of the whole run are those of coding
+    the first minute alone (a strict prefix, nothing from later frames leaks into the forecast)."""
+    from videomemory.codec.stats import content_stats
+
+    import dataclasses
+
+    _, truth = make_long_video("high-cut", 0, tmp_path, (128, 128), 66.0)
+    config = CodecConfig(grid=Grid(128, 128))
+    config = config.with_(residual=dataclasses.replace(config.residual, anchor_format="jpeg"))  # as the suite (AVIF: 20x slower)
+    frames = list(sample_frames(truth.path, fps=2.0, grid=config.grid))
+    n = eval_suite.first_minute_frames([f.time_s for f in frames])
+    assert n == 120 < len(frames)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the suite's workers (on a loaded 2-core machine, 2 threads cost 10x the CPU)
+    try:
+        whole = run_codec(frames, config, keep=True)
+        alone = run_codec(frames[:n], config, keep=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert whole.plans[:n] == alone.plans and whole.roles[:n] == alone.roles
+    assert content_stats(whole.encoded[:n]) == content_stats(alone.encoded)
+
+
+def test_forecast_errors_price_the_first_minutes_class_at_the_suites_rate():
+    suite = [{"codec_class": "static", "natural_tpm": 100.0}, {"codec_class": "static", "natural_tpm": 300.0},
+             {"codec_class": "high-cut", "natural_tpm": 1000.0}]
+    longs = [{"first_minute_class": "static", "first_minute_tpm": 50.0, "natural_tpm": 100.0},
+             {"first_minute_class": "high-motion", "first_minute_tpm": 400.0, "natural_tpm": 400.0}]
+    eval_suite.forecast_errors(longs, suite, suite_flat_tpm=2000.0, long_flat_tpm=1000.0)
+    a, b = longs[0]["forecast"], longs[1]["forecast"]
+    assert a["class_rate_tpm"] == pytest.approx(100.0)  # static's mean share 0.1 of a 1,000 flat
+    assert a["first_minute_signed_pct"] == pytest.approx(-50.0) and a["first_minute_error_pct"] == pytest.approx(50.0)
+    assert a["class_rate_error_pct"] == pytest.approx(0.0) and a["class_rate_from"] == 2
+    assert b["class_rate_from"] == 0 and b["class_rate_tpm"] == pytest.approx(1000.0 * (0.05 + 0.15 + 0.5) / 3)
+    assert b["first_minute_error_pct"] == 0.0
