@@ -47,13 +47,15 @@ aggregates), ``eval.md`` (the tables and the "Where the predictive code loses" s
 from the aggregates), ``fidelity_vs_tokens.png`` and ``cost_spread.png``.
 
 Sizes: the default suite is 10 videos per class (40) of 16 s on the product's 512x512 grid at
-ratios 4, 7 and 12, on a pool of 2 worker processes; ``--quick`` is 2 per class of 12 s on a
-256x256 grid (same ratios), for CI. The codec runs four times per video (once without a budget,
+ratios 4, 7 and 12, plus 8 forecast videos of 3 min at 256x256, on a pool of 2 worker processes;
+``--quick`` is 2 per class of 12 s on a 256x256 grid (same ratios) and forecast videos of 70 s at
+128x128, for CI. The codec runs four times per video (once without a budget,
 once per budget with the recorded motion replayed) and 15 packages a video are scored. On a
 20 s 512x512 montage (measured on a loaded machine, CPU seconds): 7.7 for the unbudgeted pass,
 3.5 per replayed budget pass, 1.1 to build a budget's five packages and 4.2 to score them; 16 s
 videos keep 40 of them near the 10-minute target on 2 cores. The forecast stage's long videos
-are rendered at 5 fps (enough for 2 fps sampling) and only coded once.
+are rendered at 5 fps (enough for 2 fps sampling) and only coded once: 121 CPU-s for the 8 of
+them (measured alone on a loaded machine), about 60 s of wall on 2 cores.
 For the same reason the suite's codec stores anchors and intra patches as JPEG (same quality
 settings) instead of the product's AVIF, which costs ~20x more to encode and dominated the run:
 token plans depend on residual energies, not on the image codec (the same plan totals came out
