@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 
 from videomemory.bench import synth
+from videomemory.codec.config import set_cpu_threads
 from videomemory.memory.store import Store
 
 SIZE = (320, 240)
+
+# The product's default (one torch thread; ``set_cpu_threads`` says why), as the CLI sets it, so
+# in-process tests run the way ``videomemory`` subprocesses do.
+set_cpu_threads()
 
 
 @pytest.fixture(scope="session")

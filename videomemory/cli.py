@@ -283,6 +283,13 @@ app.add_typer(bench, name="bench")  # videomemory bench eval
 
 def main() -> None:  # pragma: no cover - console entry point
     """Entry point for ``python -m videomemory``."""
+    from videomemory.codec.config import set_cpu_threads
+
+    try:
+        set_cpu_threads()  # VIDEOMEMORY_TORCH_THREADS, else 1 (see set_cpu_threads)
+    except VideoMemoryError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
     app(prog_name="videomemory")
 
 
