@@ -49,7 +49,7 @@ from PIL import Image
 from videomemory.codec.config import Grid
 from videomemory.codec.gop import I
 from videomemory.codec.motion import as_tensor
-from videomemory.codec.residual import GopCode, decode_pframe
+from videomemory.codec.residual import GopCode, decode_pframe, encode_anchor
 from videomemory.codec.tokens import Rect, TokenModel
 from videomemory.errors import BudgetTooSmall, Cancelled, DataLoss, InvalidArgument
 from videomemory.memory import records
@@ -148,8 +148,18 @@ class Clip:
     def gops(self) -> list[GopCode]:
         """The clip's own code: each GOP cut to the clip, the first re-anchored at the clip start (made on first use)."""
         if not hasattr(self, "_gops"):
-            self._gops = [GopCode(code.anchor, code.p_codes[:last]).reanchor(enter) for code, enter, last in self.codes]
+            self._gops = [self._cut(gop, enter, last) for gop, enter, last in self.stored]
         return self._gops
+
+    @staticmethod
+    def _cut(gop: _Gop, enter: int, last: int) -> GopCode:
+        """One stored GOP cut to positions ``enter..last``; entered mid-GOP, the frame the clip
+        already rebuilt becomes its lossless anchor (``GopCode.reanchor``, without rebuilding it again)."""
+        code = gop.code
+        if enter == 0:
+            return GopCode(code.anchor, code.p_codes[:last])
+        gop.rebuild(enter)
+        return GopCode(encode_anchor(gop.frames[enter], lossless=True), code.p_codes[enter:last])
 
     @property
     def tokens(self) -> int:

@@ -47,6 +47,9 @@ def test_a_clip_starting_mid_gop_gets_a_resynthesised_anchor_at_38_db(indexed):
     # The clip's own code decodes without the store: the lossless anchor and the kept P-codes.
     gop = clip.gops[0]
     assert gop.anchor.format == "png" and np.array_equal(gop.anchor.decode(), first.image)
+    code, enter, last = clip.codes[0]
+    slow = GopCode(code.anchor, code.p_codes[:last]).reanchor(enter)  # the codec's own re-anchoring, from scratch
+    assert enter > 0 and gop.anchor.data == slow.anchor.data and [p.to_bytes() for p in gop.p_codes] == [p.to_bytes() for p in slow.p_codes]
     rebuilt = GopCode(AnchorCode(gop.anchor.format, gop.anchor.data), tuple(PCode.from_bytes(p.to_bytes()) for p in gop.p_codes)).frames()
     later = [p for p in clip.parts[1:] if p.frame.ms < clip.parts[0].frame.ms + 500 * len(gop)]
     for part in later:
