@@ -2,7 +2,7 @@
 
 ``Planner`` is causal: it sees each frame once, in order, with its role, its anchor reason and
 its residual energy per token cell, and returns the frame's ``FramePlan``. The same object
-serves files and live streams.
+serves files and live streams (``Encoder.push``); there is no lookahead and no second pass.
 
 Without a budget (the default) it spends what the content needs:
 
@@ -14,19 +14,57 @@ Without a budget (the default) it spends what the content needs:
   last full image (the cells sent since then reach ``refresh_fraction`` of an image); otherwise
   it is planned like a P-frame. The stored code keeps the anchor either way.
 
-With a budget it works like CBR rate control for bits, with two levers:
+With a budget it is CBR rate control with a bounded-debt (VBV-like) bucket. The bucket ``b``
+of a frame is the budget accrued through that frame minus what was spent before it; the debt
+is ``-b`` after paying for the frame.
 
-* **cells** (fine, every frame): the allowance is the budget accrued so far minus what was
-  spent; a P-frame sends its highest-energy cells up to that allowance (the threshold it
-  effectively uses is the energy of the last cell sent), so an under-spend is paid back at once;
-* **gamma** (coarse, anchors): while the plan is over budget by ``d`` tokens, gamma is scaled by
-  ``2 ** (d / anchor_tokens)``, so marginal anchors (motion beyond the search window, fades)
-  become P-frames first and hard cuts (pcost several times gamma) last; forced anchors are only
-  sent in full when affordable. With tokens to spare that cells cannot absorb (the cap binds),
-  a refresh anchor is taken.
+* **Full images only when affordable.** Frame 0 is always a full image; its debt,
+  ``anchor_tokens - per_frame``, is repaid by the ``ratio - 1`` frames after it (at ``1/ratio``
+  of flat). Any later full image (a cut, a changed forced anchor, a refresh) is sent only if
+  ``b - anchor_tokens >= -debt_bound``, where ``debt_bound = min(anchor_tokens, max(per_frame,
+  DEBT_SHARE * accrued))``, ``accrued`` being the budget so far and ``DEBT_SHARE`` 4%: on a
+  short video one frame's allowance (repaid by the next frame), growing with the video so that
+  long files and live streams can carry a cut's full image, and never more than one image (a
+  VBV buffer of one anchor: a burst of cuts cannot silence the plan for long).
+* **A declined full image is a partial intra refresh.** The stored code keeps its anchor; the
+  plan sends, like a P-frame, the top cells that fit the bucket, ranked by the frame's energy
+  (for an anchor, against the motion-compensated previous reconstruction, ``codec.encoder``).
+* **Stale cells (receiver debt).** Under a budget, a cell above ``cell_threshold`` in a frame
+  that does not send it becomes stale, with a priority that adds up the energies of the frames
+  that skipped it; sending it, or a full image, resets it. The P-frame residual is against the
+  codec's own reconstruction, which already holds the new scene after a declined cut, so
+  without this the receiver would never be shown the cells the cut frame could not pay for.
+  P-frames (declined anchors included) send owed cells (stale, or above threshold now) before
+  any other, highest ``energy + stale`` first at octave granularity, ties in raster order (so a
+  refresh comes as a few rectangles, not one rectangle and its overhead per cell): with ``k``
+  cells a frame, a cut's ``S`` owed cells are all sent within ``ceil(S / k)`` frames unless new
+  above-threshold content competes for the tokens (gradual intra refresh, as codecs do with
+  periodic intra refresh). The stale map stays in screen cells and does **not** follow the
+  median motion vector: the receiver warps what it holds by that vector, but a map of whole
+  cells cannot follow the sub-cell drift of a pan (the montages pan by at most half a cell per
+  sampled frame), and a shift would be wrong for every cell that does not move with the median
+  (objects, the far side of a cut). What this leaves unseen is old content that slides across
+  a stale/refreshed boundary while a refresh is under way.
+* **Cells (CBR).** A P-frame sends its top-ranked cells up to the bucket (at most ``cap``;
+  the largest count whose rectangles fit), so an under-spend is paid back at once; cells
+  neither stale nor above threshold are filler.
+* **gamma** (stored anchors): while the plan is in debt by ``d`` tokens, gamma is scaled by
+  ``2 ** (d / anchor_tokens)`` (at most 2, since the debt is bounded); it changes what is
+  stored, not what is sent. With tokens to spare that cells cannot absorb (the cap binds), a
+  refresh anchor is asked for (``refresh_due``).
 
-An overshoot is bounded by one anchor and paid back within a few frames, so a video lands within
-a few percent of the budget once it is longer than about 20 anchors' worth of tokens.
+The bound: with ``per_frame >= p_overhead`` (budgets above ``120 * p_overhead`` tokens per
+minute at 2 fps), once frame 0's debt is repaid the debt after any frame is at most
+``debt_bound`` (a full image leaves at most that; a P-frame either fits its bucket or sends no
+cell and costs ``p_overhead``). So a video ends at most ``max(1 / frames, DEBT_SHARE)`` of its
+budget over it (4% for any video of 16 s or more at 2 fps), whatever its cuts. It ends under
+budget by what its last frame could not spend (rectangle overhead: a few tokens, but up to a
+frame's allowance where that allowance barely pays for a rectangle, e.g. 256x256 at 1/12), or,
+where the cap binds (budgets above about 1/4 of flat), by up to one refresh anchor plus a frame.
+The price: since P-frames spend the bucket, it only holds a full image's worth once the debt
+bound has grown to nearly an image, so on short videos at 1/4 of flat and below every cut
+after frame 0 is a partial refresh (from about ``25 * (ratio - 1)`` frames on, cuts can be full
+images again).
 """
 
 from __future__ import annotations
@@ -38,6 +76,9 @@ import numpy as np
 from videomemory.codec.config import PlanConfig
 from videomemory.codec.tokens import I, P, FramePlan, TokenModel, plan_cells, select_cells, select_top
 from videomemory.errors import BudgetTooSmall
+
+DEBT_SHARE = 0.04  # a full image may leave a debt of this share of the budget accrued so far (see above)
+OWED_TIER = 1024.0  # rank offset of owed cells: above every octave of a finite energy (< 2**1024)
 
 
 class Planner:
@@ -59,12 +100,29 @@ class Planner:
         self.spent = 0
         self._since_full = 0  # image tokens sent since the last full image
         self._holding = False  # the previous frame was a P-frame with nothing to send
+        # Receiver debt under a budget: per cell, the accumulated energy of frames that did not
+        # send it while it was above threshold (0: the receiver has the codec's content there).
+        self.stale = np.zeros(model.cells, dtype=np.float64)
 
     @property
     def _bucket(self) -> float:
         """Tokens the budget allows for the current frame (accrued, including it, minus spent)."""
         assert self.per_frame is not None
         return self.per_frame * (self.frames + 1) - self.spent
+
+    @property
+    def debt_bound(self) -> float:
+        """Most debt a full image may leave behind (module docstring); 0 without a budget."""
+        if self.per_frame is None:
+            return 0.0
+        accrued = self.per_frame * (self.frames + 1)
+        return min(float(self.model.anchor_tokens), max(self.per_frame, DEBT_SHARE * accrued))
+
+    def affordable(self) -> bool:
+        """Whether the current frame may be a full image: the bucket after it stays above -debt_bound."""
+        if self.per_frame is None:
+            return True
+        return self._bucket - self.model.anchor_tokens >= -self.debt_bound
 
     def gamma_scale(self) -> float:
         """Factor on gamma for the next frame's anchor decision (1 without a budget)."""
@@ -82,14 +140,17 @@ class Planner:
     def plan(self, role: str, reason: str, energy: np.ndarray | None) -> FramePlan:
         """The plan of the next frame, given its role, anchor reason and residual energy per cell."""
         full = role == I and (reason != "k_max" or self._changed(energy))
-        if full and self.per_frame is not None and reason == "k_max":
-            full = self._bucket >= self.model.anchor_tokens
+        if full and energy is not None and self.per_frame is not None:
+            full = self.affordable()  # frame 0 (no energy) is always a full image
         if full or energy is None:
             out = plan_cells(I, None, self.model)
             self._since_full = 0
+            self.stale[:] = 0.0
         else:
             out = self._plan_p(energy)
             self._since_full += out.image_tokens
+            if self.per_frame is not None:
+                self._mark_stale(np.asarray(energy, dtype=np.float64), out)
         self._holding = out.role == P and not out.rects
         self.frames += 1
         self.spent += out.tokens
@@ -103,17 +164,39 @@ class Planner:
         return self._since_full + now >= self.config.refresh_fraction * self.model.anchor_tokens
 
     def _plan_p(self, energy: np.ndarray) -> FramePlan:
-        """A P-frame's cells: above threshold, or the highest ones the budget allows."""
+        """A P-frame's cells: above threshold, or the highest-ranked ones the budget allows."""
         if self.per_frame is None:
             mask = select_cells(energy, self.config.cell_threshold, self.model.cap)
             return self._collapse(plan_cells(P, mask, self.model))
+        rank = self._rank(np.asarray(energy, dtype=np.float64))
         allowance = self._bucket
-        k = min(self.model.cap, max(0, math.floor(allowance - self.model.p_overhead)))
-        out = self._collapse(plan_cells(P, select_top(energy, k), self.model))
-        while out.tokens > allowance and k > 0:  # rectangles cost overhead too; shrink to fit
-            k = max(0, k - max(1, math.ceil(out.tokens - allowance)))
-            out = self._collapse(plan_cells(P, select_top(energy, k), self.model))
-        return out
+        hi = min(self.model.cap, max(0, math.floor(allowance - self.model.p_overhead)))
+        best = self._collapse(plan_cells(P, select_top(rank, 0), self.model))
+        lo = 0  # the largest k known to fit (k = 0 is the text overhead alone)
+        while lo < hi:  # rectangles cost overhead too: the largest k that fits, by bisection
+            k = (lo + hi + 1) // 2
+            out = self._collapse(plan_cells(P, select_top(rank, k), self.model))
+            if out.tokens <= allowance:
+                lo, best = k, out
+            else:
+                hi = k - 1
+        return best
+
+    def _rank(self, energy: np.ndarray) -> np.ndarray:
+        """Send order of the cells under a budget (``select_top`` takes the highest, ties in raster order)."""
+        # Owed cells (stale, or above threshold now) first, then filler; within each, by octave of
+        # energy + stale, ties in raster order: the cells of one octave come in runs, so a
+        # refresh is sent as a few rectangles instead of one rectangle (and its overhead) per cell.
+        owed = (self.stale > 0) | (energy > self.config.cell_threshold)
+        return np.floor(np.log2(1.0 + energy + self.stale)) + np.where(owed, OWED_TIER, 0.0)
+
+    def _mark_stale(self, energy: np.ndarray, out: FramePlan) -> None:
+        """Cells above threshold (or already stale) that this frame did not send stay owed to the receiver."""
+        sent = np.zeros(self.model.cells, dtype=bool)
+        for r in out.rects:
+            sent[r.row : r.row + r.rows, r.col : r.col + r.cols] = True
+        owed = ~sent & ((self.stale > 0) | (energy > self.config.cell_threshold))
+        self.stale = np.where(owed, self.stale + energy, 0.0)
 
     def _collapse(self, plan: FramePlan) -> FramePlan:
         """A P-frame with nothing to send right after another costs nothing (one "unchanged" line)."""
