@@ -143,7 +143,7 @@ def run_codec(frames: Sequence[SampledFrame], config: CodecConfig, budget: float
               motion: Sequence[MotionField | None] | None = None, device: str = "cpu", keep: bool = False) -> CodecRun:
     """Code the frames (under rate control when ``budget``), replaying ``motion`` fields if given."""
     cfg = config.with_(plan=PlanConfig(budget_per_min=budget)) if budget is not None else config
-    enc = Encoder(cfg, device)
+    enc = Encoder(cfg, device, len(frames))  # a file: rate control knows its length
     cache = MotionCache(motion) if motion is not None else None
     plans, roles, reasons, images, vectors, psnrs, fields, kept = [], [], [], [], [], [], [], []
     ctx = mock.patch.object(gop_module, "estimate_motion", cache) if cache is not None else _null()

@@ -230,6 +230,13 @@ def _frame_time(frame: av.VideoFrame, index: int, fallback_rate: Fraction | None
     return None
 
 
+def expected_samples(duration_s: float | None, fps: float) -> int | None:
+    """How many frames sampling a file of this declared duration gives (instants ``k / fps`` before its end); None if unknown."""
+    if duration_s is None or not duration_s > 0:
+        return None
+    return max(1, math.ceil(duration_s * fps - 1e-6))
+
+
 def sampling_step(fps: float) -> Fraction:
     """Seconds between sampling instants, exact (so instant k is exactly ``k / fps``)."""
     if not fps > 0:

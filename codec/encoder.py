@@ -10,7 +10,7 @@ it only looks at the past, so files and live streams go through the same code.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,12 +50,15 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
 class Encoder:
     """Causal codec: ``push`` sampled frames in order, get ``EncodedFrame``s back."""
 
-    def __init__(self, config: CodecConfig = CodecConfig(), device: str | torch.device = "auto") -> None:
+    def __init__(self, config: CodecConfig = CodecConfig(), device: str | torch.device = "auto",
+                 expected_frames: int | None = None) -> None:
         self.config = config
         self.gop = GopEncoder(config, device)
         self.device = self.gop.device
         self.tokens = TokenModel(grid=config.grid)
-        self.planner = Planner(self.tokens, config.plan, config.fps)
+        # A file's length in sampled frames lets rate control borrow what the rest can repay
+        # (``codec.rate``); None (a live stream) keeps every prefix within the budget.
+        self.planner = Planner(self.tokens, config.plan, config.fps, expected_frames)
         self._rec: torch.Tensor | None = None  # (3, H, W) uint8: the previous frame as rebuilt
 
     def push(self, frame: SampledFrame) -> EncodedFrame:
@@ -87,7 +90,7 @@ class Encoder:
 def encode_stream(
     frames: Iterable[SampledFrame], config: CodecConfig = CodecConfig(), device: str | torch.device = "auto"
 ) -> Iterator[EncodedFrame]:
-    """Encode sampled frames in order (a thin loop over ``Encoder.push``)."""
-    encoder = Encoder(config, device)
+    """Encode sampled frames in order (a thin loop over ``Encoder.push``); a sized input is a file of that length."""
+    encoder = Encoder(config, device, len(frames) if isinstance(frames, Sized) else None)
     for frame in frames:
         yield encoder.push(frame)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from videomemory.codec.config import CodecConfig
-from videomemory.codec.decode import is_uri, probe, sample_frames
+from videomemory.codec.decode import expected_samples, is_uri, probe, sample_frames
 from videomemory.codec.encoder import Encoder
 from videomemory.errors import InvalidArgument, NotFound, VideoMemoryError
 from videomemory.memory import records
@@ -171,7 +171,7 @@ def ingest_video(
         return result
     if on_progress:
         on_progress(Progress("start", source, duration_s=info.duration_s))
-    encoder = Encoder(config, device)
+    encoder = Encoder(config, device, expected_samples(info.duration_s, config.fps))
     buf = records.RowBuffer(config.fps)
     try:
         for frame in _prefetch(sample_frames(source, config.fps, config.grid, strict=strict)):

@@ -67,10 +67,10 @@ def _codec_config(
 
 
 def _encode_stream(video: Path, config, device: str, strict: bool = True) -> Iterator:
-    from videomemory.codec.decode import sample_frames
+    from videomemory.codec.decode import expected_samples, probe, sample_frames
     from videomemory.codec.encoder import Encoder
 
-    encoder = Encoder(config, device)
+    encoder = Encoder(config, device, expected_samples(probe(video).duration_s, config.fps))
     for frame in sample_frames(video, fps=config.fps, grid=config.grid, strict=strict):
         yield encoder.push(frame)
 

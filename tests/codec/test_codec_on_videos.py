@@ -165,13 +165,22 @@ def test_rate_control_lands_within_5_percent_of_the_budget(coded, name, budget):
     assert min(e.psnr for e in out) >= 38.0  # the budget decides what is sent, not what is stored
 
 
-def test_a_live_stream_gets_the_same_code_and_plans_as_the_file(coded):
-    frames, out = coded("mixed")
-    live = Encoder(CONFIG.with_(plan=PlanConfig(budget_per_min=1500.0)), "cpu")
-    whole = list(encode_stream(frames, CONFIG.with_(plan=PlanConfig(budget_per_min=1500.0)), "cpu"))
-    half = [live.push(f) for f in frames[: len(frames) // 2]]
-    for a, b in zip(half, whole):
+def _same(a_frames, b_frames) -> None:
+    for a, b in zip(a_frames, b_frames, strict=True):
         assert a.plan == b.plan and a.nbytes == b.nbytes and np.array_equal(a.image, b.image)
+
+
+def test_frame_by_frame_gets_the_same_code_and_plans_as_at_once_for_files_and_live_streams(coded):
+    frames, out = coded("mixed")
+    config = CONFIG.with_(plan=PlanConfig(budget_per_min=1500.0))
+    half = len(frames) // 2
+    # A file: its length is known (a sized input), frame by frame or at once.
+    whole = list(encode_stream(frames, config, "cpu"))
+    pushed = Encoder(config, "cpu", expected_frames=len(frames))
+    _same([pushed.push(f) for f in frames[:half]], whole[:half])
+    # A live stream: no length, frame by frame or as an iterator.
+    live = Encoder(config, "cpu")
+    _same([live.push(f) for f in frames[:half]], list(encode_stream(iter(frames[:half]), config, "cpu")))
     assert [e.code.role for e in out][:5] == [e.code.role for e in whole][:5]
 
 
@@ -224,7 +233,7 @@ def test_a_declined_cut_is_refreshed_within_a_bound_derived_from_the_budget_at_5
     frames = list(sample_frames(truth.path, fps=CONFIG512.fps, grid=GRID512))
     model = TokenModel(grid=GRID512)
     config = CONFIG512.with_(plan=PlanConfig(budget_per_min=budget_tpm(model, 4, CONFIG512.fps)))
-    out = list(encode_stream(frames, config, "cpu"))
+    out = list(encode_stream(iter(frames), config, "cpu"))  # a live stream: no end to borrow against
     cuts = [i for i, e in enumerate(out) if e.code.reason == "pcost"]
     assert cuts, "the cut must be stored as an anchor"
     c = cuts[0]
@@ -244,3 +253,10 @@ def test_a_declined_cut_is_refreshed_within_a_bound_derived_from_the_budget_at_5
         if (owed <= seen).all():
             break
     assert (owed <= seen).all(), f"{int((owed & ~seen).sum())} cells of the new scene unsent {bound} frames after the cut"
+
+    # The same video as a file (its length known): the frames after the cut can repay a full
+    # image, so the cut is one, and the file still lands within 5%.
+    filed = list(encode_stream(frames, config, "cpu"))
+    assert [e.code.reason for e in filed].index("pcost") == c and filed[c].plan.role == I
+    spent = sum(e.plan.tokens for e in filed) / (len(filed) / config.fps / 60.0)
+    assert abs(spent - config.plan.budget_per_min) <= 0.05 * config.plan.budget_per_min, spent

@@ -128,3 +128,38 @@ def test_without_a_budget_nothing_is_stale_and_cuts_are_full_images():
         plan = planner.plan(I, "pcost", _cut(rng)) if i % 3 == 0 else planner.plan(P, "", _filler())
         assert plan.role == (I if i % 3 == 0 else P)
         assert not (planner.stale > 0).any()
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_file_sends_cuts_whole_when_the_rest_can_repay_them_and_still_lands_within_5_percent(ratio, seed):
+    # The same cut-every-1-3-s montage as above, as a file of known length: cuts the frames left
+    # can repay are full images (a live stream sends them as partial refreshes), cuts near the
+    # end are not, and the end lands within 5% all the same.
+    rng = np.random.default_rng(seed)
+    frames = 32
+    planner = Planner(MODEL, PlanConfig(budget_per_min=FLAT / ratio), fps=2.0, expected_frames=frames)
+    live = _planner(ratio)
+    full_file = full_live = 0
+    next_cut = 0
+    for i in range(frames):
+        role, reason, energy = (I, "first", None) if i == 0 else (I, "pcost", _cut(rng)) if i == next_cut else \
+            (P, "", _filler() + rng.uniform(0, 5, MODEL.cells))
+        if i == next_cut:
+            next_cut = i + int(rng.integers(2, 7))
+        a, b = planner.plan(role, reason, energy), live.plan(role, reason, energy)
+        full_file += i > 0 and a.role == I
+        full_live += i > 0 and b.role == I
+        left = frames - i - 1
+        if a.role == I and i > 0:  # only a debt that the frames left can repay
+            assert planner.spent - planner.per_frame * (i + 1) <= max(planner.per_frame, 0.04 * planner.per_frame * (i + 1), 0.75 * planner.per_frame * left) + 1e-9
+    assert full_file > full_live, (full_file, full_live)
+    budget = FLAT / ratio
+    assert abs(planner.tokens_per_min - budget) <= 0.05 * budget, f"{planner.tokens_per_min:.0f} tokens/min for {budget:.0f}"
+
+
+def test_expected_frames_must_be_positive():
+    from videomemory.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="expected frames"):
+        Planner(MODEL, PlanConfig(budget_per_min=FLAT / 7), expected_frames=0)
