@@ -140,10 +140,14 @@ def budget_tpm(model: TokenModel, ratio: float, fps: float = 2.0) -> float:
 
 
 def run_codec(frames: Sequence[SampledFrame], config: CodecConfig, budget: float | None = None,
-              motion: Sequence[MotionField | None] | None = None, device: str = "cpu", keep: bool = False) -> CodecRun:
-    """Code the frames (under rate control when ``budget``), replaying ``motion`` fields if given."""
+              motion: Sequence[MotionField | None] | None = None, device: str = "cpu", keep: bool = False,
+              live: bool = False) -> CodecRun:
+    """Code the frames (under rate control when ``budget``), replaying ``motion`` fields if given.
+
+    As a file (rate control knows its length), or with ``live`` as a live stream (it does not).
+    """
     cfg = config.with_(plan=PlanConfig(budget_per_min=budget)) if budget is not None else config
-    enc = Encoder(cfg, device, len(frames))  # a file: rate control knows its length
+    enc = Encoder(cfg, device, None if live else len(frames))
     cache = MotionCache(motion) if motion is not None else None
     plans, roles, reasons, images, vectors, psnrs, fields, kept = [], [], [], [], [], [], [], []
     ctx = mock.patch.object(gop_module, "estimate_motion", cache) if cache is not None else _null()

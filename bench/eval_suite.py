@@ -183,7 +183,10 @@ def scenedetect_cuts(path: str, min_scene_s: float = 0.5) -> list[float] | None:
         from scenedetect import ContentDetector, SceneManager, open_video
     except ImportError:
         return None
-    video = open_video(path, backend="pyav")
+    # suppress_output: scenedetect otherwise restores FFmpeg's own log callback for the whole
+    # process, and every later libx264 encode prints its statistics; single-threaded decoding
+    # is PyAV's advice with Python-side logging (threaded decoding can deadlock there).
+    video = open_video(path, backend="pyav", suppress_output=True, threading_mode="NONE")
     manager = SceneManager()
     manager.add_detector(ContentDetector(min_scene_len=max(1, round(min_scene_s * float(video.frame_rate)))))
     manager.detect_scenes(video)

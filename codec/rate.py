@@ -54,16 +54,18 @@ is ``-b`` after paying for the frame.
   refresh anchor is asked for (``refresh_due``).
 
 **Files know their length** (``expected_frames``: the sampled frames a file's declared duration
-gives), and a debt only matters if it is still owed at the end. So for a file the bound is also
-at least ``REPAY_SHARE * per_frame * frames_left`` (75% of what the frames after this one
-accrue; the rest pays their text overhead), still capped at one image: a cut, a slide change or
-a changed forced anchor is sent as a full image whenever the rest of the file can repay it, and
-becomes a partial refresh only near the end. Showing a new scene whole at once, then holding it,
-beats painting it in over several frames for the same tokens: on the 16 s evaluation suite at
-1/7 of flat, low-motion (slides) went from 18.7 dB with the prefix-only bound to the figures in
-the README. A live stream has no end to repay by (``expected_frames=None``) and keeps the prefix
-bound below, so every prefix is within it; a file whose declared duration is too long (a
-truncated file coded leniently) can end over by up to one image.
+gives), and a debt only matters if it is still owed at the end. So for a file, a full image of
+a mostly new picture (at least ``NEW_SCENE_SHARE``, half, of its cells owed: a cut, a slide
+change) may also leave up to ``REPAY_SHARE * per_frame * frames_left`` (75% of what the frames
+after it accrue; the rest pays their text overhead), still capped at one image; it becomes a
+partial refresh only near the end. Showing a new scene whole at once, then holding it, beats
+painting it in over several frames for the same tokens; where less than half the picture
+changed (people walking into a fixed camera's view, a forced anchor), cells show the change for
+fewer tokens and borrowing for a full image would silence the frames that repay it (measured on
+the 16 s evaluation suite at 1/7 of flat, README). A live stream has no end to repay by
+(``expected_frames=None``) and keeps the prefix bound below, so every prefix is within it; a
+file whose declared duration is too long (a truncated file coded leniently) can end over by up
+to one image.
 
 The bound: with ``per_frame >= p_overhead`` (budgets above ``120 * p_overhead`` tokens per
 minute at 2 fps), once frame 0's debt is repaid the debt after any frame is at most
@@ -91,6 +93,7 @@ from videomemory.errors import BudgetTooSmall, InvalidArgument
 
 DEBT_SHARE = 0.04  # a full image may leave a debt of this share of the budget accrued so far (see above)
 REPAY_SHARE = 0.75  # a file's full image may leave the debt this share of the frames left accrue (see above)
+NEW_SCENE_SHARE = 0.5  # ... if at least this share of its cells is owed (a cut, not people walking in)
 OWED_TIER = 1024.0  # rank offset of owed cells: above every octave of a finite energy (< 2**1024)
 
 
@@ -129,21 +132,36 @@ class Planner:
 
     @property
     def debt_bound(self) -> float:
-        """Most debt a full image may leave behind (module docstring); 0 without a budget."""
+        """Most debt a full image may leave behind in any prefix (module docstring); 0 without a budget."""
         if self.per_frame is None:
             return 0.0
         accrued = self.per_frame * (self.frames + 1)
-        bound = max(self.per_frame, DEBT_SHARE * accrued)
-        if self.expected_frames is not None:  # a file: any debt the frames left can repay
-            left = max(0, self.expected_frames - self.frames - 1)
-            bound = max(bound, REPAY_SHARE * self.per_frame * left)
-        return min(float(self.model.anchor_tokens), bound)
+        return min(float(self.model.anchor_tokens), max(self.per_frame, DEBT_SHARE * accrued))
 
-    def affordable(self) -> bool:
-        """Whether the current frame may be a full image: the bucket after it stays above -debt_bound."""
+    @property
+    def repay_bound(self) -> float:
+        """Most debt a file's frames after this one can repay (0 for a live stream or without a budget)."""
+        if self.per_frame is None or self.expected_frames is None:
+            return 0.0
+        left = max(0, self.expected_frames - self.frames - 1)
+        return min(float(self.model.anchor_tokens), REPAY_SHARE * self.per_frame * left)
+
+    def affordable(self, energy: np.ndarray | None = None) -> bool:
+        """Whether the current frame may be a full image: the bucket after it stays above the bound.
+
+        A file may borrow what its remaining frames repay, but only for a mostly new picture (at
+        least ``NEW_SCENE_SHARE`` of the cells owed): where less changed, cells show it for less.
+        """
         if self.per_frame is None:
             return True
-        return self._bucket - self.model.anchor_tokens >= -self.debt_bound
+        bound = self.debt_bound
+        if energy is not None and self._owed(np.asarray(energy, dtype=np.float64)).mean() >= NEW_SCENE_SHARE:
+            bound = max(bound, self.repay_bound)
+        return self._bucket - self.model.anchor_tokens >= -bound
+
+    def _owed(self, energy: np.ndarray) -> np.ndarray:
+        """Cells the receiver is owed: stale, or above the threshold in this frame."""
+        return (self.stale > 0) | (energy > self.config.cell_threshold)
 
     def gamma_scale(self) -> float:
         """Factor on gamma for the next frame's anchor decision (1 without a budget)."""
@@ -162,7 +180,7 @@ class Planner:
         """The plan of the next frame, given its role, anchor reason and residual energy per cell."""
         full = role == I and (reason != "k_max" or self._changed(energy))
         if full and energy is not None and self.per_frame is not None:
-            full = self.affordable()  # frame 0 (no energy) is always a full image
+            full = self.affordable(energy)  # frame 0 (no energy) is always a full image
         if full or energy is None:
             out = plan_cells(I, None, self.model)
             self._since_full = 0
@@ -208,7 +226,7 @@ class Planner:
         # Owed cells (stale, or above threshold now) first, then filler; within each, by octave of
         # energy + stale, ties in raster order: the cells of one octave come in runs, so a
         # refresh is sent as a few rectangles instead of one rectangle (and its overhead) per cell.
-        owed = (self.stale > 0) | (energy > self.config.cell_threshold)
+        owed = self._owed(energy)
         return np.floor(np.log2(1.0 + energy + self.stale)) + np.where(owed, OWED_TIER, 0.0)
 
     def _mark_stale(self, energy: np.ndarray, out: FramePlan) -> None:
@@ -216,7 +234,7 @@ class Planner:
         sent = np.zeros(self.model.cells, dtype=bool)
         for r in out.rects:
             sent[r.row : r.row + r.rows, r.col : r.col + r.cols] = True
-        owed = ~sent & ((self.stale > 0) | (energy > self.config.cell_threshold))
+        owed = ~sent & self._owed(energy)
         self.stale = np.where(owed, self.stale + energy, 0.0)
 
     def _collapse(self, plan: FramePlan) -> FramePlan:
