@@ -227,9 +227,10 @@ def set_cpu_threads(threads: int | None = None) -> int:
 
     One thread by default: the codec's tensors are one frame each, and the service uses its cores
     by overlapping decode with coding and by coding several videos at once (``--workers``).
-    OpenMP threads that compete with those threads for cores spin-wait: on 2 cores, ingesting six
-    short videos took 143-181 s with torch's default 2 threads against 13-33 s with 1 while other
-    work ran. Raise it for one long video on an otherwise idle many-core machine.
+    OpenMP threads that compete with those threads for cores spin-wait: on 2 cores with other
+    work running, ingesting six short videos took 143-181 s with torch's default 2 threads against
+    13-33 s with 1 (idle, 18.1 s against 19.1 s). Raise it for one long video on an otherwise idle
+    many-core machine.
     """
     if threads is None:
         raw = os.environ.get("VIDEOMEMORY_TORCH_THREADS", "1")
