@@ -194,9 +194,12 @@ def clip_latency(quick: bool, reps: int | None = None, duration_s: float = 90.0,
     import tempfile
 
     from videomemory.bench import synth
+    from videomemory.codec.config import set_cpu_threads
     from videomemory.memory.ingest import ingest_video
     from videomemory.memory.store import Store
     from videomemory.retrieval.clips import GOPS, get_clip
+
+    set_cpu_threads()  # torch threads as the CLI and the server run them (codec.config.set_cpu_threads)
 
     reps = reps or (5 if quick else 20)
     out: dict = {"video": f"mixed preset, 640x360, {duration_s:g} s, coded at 2 fps on 512x512", "reps": reps, "rows": []}
