@@ -66,7 +66,7 @@ from videomemory.codec.decode import SampledFrame, sample_frames
 from videomemory.codec.encoder import EncodedFrame, Encoder
 from videomemory.codec.motion import MotionField
 from videomemory.codec.residual import compensate
-from videomemory.codec.tokens import I, SKIP, FramePlan, TokenModel, plan_uniform
+from videomemory.codec.tokens import I, SKIP, FramePlan, TokenModel, plan_uniform, rects_mask
 
 #: Method names, in table order.
 METHODS: tuple[str, ...] = ("flat", "uniform", "evs", "paper", "adaptive")
@@ -365,9 +365,7 @@ def adaptive_package(frames: Sequence[SampledFrame], run: CodecRun, model: Token
                 ref = torch.from_numpy(np.ascontiguousarray(cur)).permute(2, 0, 1)
                 cur = compensate(ref, field_).permute(1, 2, 0).numpy()
             if plan.rects:
-                mask = np.zeros(model.cells, dtype=bool)
-                for r in plan.rects:
-                    mask[r.row : r.row + r.rows, r.col : r.col + r.cols] = True
+                mask = rects_mask(plan.rects, model.cells)
                 cur = np.where(_cells_to_px(mask, cell)[..., None], img, cur)
                 sends.append(Send(t, mask))
         out[i] = cur

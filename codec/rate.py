@@ -75,10 +75,10 @@ budget over it (4% for any video of 16 s or more at 2 fps), whatever its cuts. I
 budget by what its last frame could not spend (rectangle overhead: a few tokens, but up to a
 frame's allowance where that allowance barely pays for a rectangle, e.g. 256x256 at 1/12), or,
 where the cap binds (budgets above about 1/4 of flat), by up to one refresh anchor plus a frame.
-The price: since P-frames spend the bucket, it only holds a full image's worth once the debt
-bound has grown to nearly an image, so on short videos at 1/4 of flat and below every cut
-after frame 0 is a partial refresh (from about ``25 * (ratio - 1)`` frames on, cuts can be full
-images again).
+The price, for a live stream: since P-frames spend the bucket, it only holds a full image's
+worth once the debt bound has grown to nearly an image, so in the first ``25 * (ratio - 1)``
+frames (about 37 s at 1/4 of flat) every cut after frame 0 is a partial refresh. A file
+borrows for it instead (above) until near its end.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ import math
 import numpy as np
 
 from videomemory.codec.config import PlanConfig
-from videomemory.codec.tokens import I, P, FramePlan, TokenModel, plan_cells, select_cells, select_top
+from videomemory.codec.tokens import I, P, FramePlan, TokenModel, plan_cells, rects_mask, select_cells, select_top
 from videomemory.errors import BudgetTooSmall, InvalidArgument
 
 DEBT_SHARE = 0.04  # a full image may leave a debt of this share of the budget accrued so far (see above)
@@ -231,10 +231,7 @@ class Planner:
 
     def _mark_stale(self, energy: np.ndarray, out: FramePlan) -> None:
         """Cells above threshold (or already stale) that this frame did not send stay owed to the receiver."""
-        sent = np.zeros(self.model.cells, dtype=bool)
-        for r in out.rects:
-            sent[r.row : r.row + r.rows, r.col : r.col + r.cols] = True
-        owed = ~sent & self._owed(energy)
+        owed = ~rects_mask(out.rects, self.model.cells) & self._owed(energy)
         self.stale = np.where(owed, self.stale + energy, 0.0)
 
     def _collapse(self, plan: FramePlan) -> FramePlan:

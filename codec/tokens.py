@@ -151,6 +151,14 @@ def _energy(energy: np.ndarray) -> np.ndarray:
     return e
 
 
+def rects_mask(rects: Sequence[Rect], shape: tuple[int, int]) -> np.ndarray:
+    """The (rows, cols) cell mask the rectangles cover: the inverse of ``merge_cells``."""
+    mask = np.zeros(shape, dtype=bool)
+    for r in rects:
+        mask[r.row : r.row + r.rows, r.col : r.col + r.cols] = True
+    return mask
+
+
 def merge_cells(mask: np.ndarray) -> list[Rect]:
     """Disjoint rectangles covering exactly the True cells of a (rows, cols) mask, row-major."""
     # Greedy and deterministic: at the first uncovered True cell in row-major order, take the

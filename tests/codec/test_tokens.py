@@ -24,6 +24,7 @@ from videomemory.codec.tokens import (
     plan_flat,
     plan_paper,
     plan_uniform,
+    rects_mask,
     select_cells,
     select_top,
     summarise,
@@ -47,6 +48,14 @@ def assert_exact_cover(mask: np.ndarray) -> list[Rect]:
     assert count.max(initial=0) <= 1, "rectangles overlap"
     assert np.array_equal(count == 1, mask), "cover differs from the mask"
     return rects
+
+
+def test_rects_mask_is_the_inverse_of_merge_cells():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mask = rng.random((12, 20)) < 0.3
+        assert np.array_equal(rects_mask(merge_cells(mask), mask.shape), mask)
+    assert not rects_mask([], (2, 3)).any()
 
 
 @pytest.mark.parametrize(
