@@ -33,9 +33,10 @@ report per method and class, with mean, std and the worst video (``eval_metrics`
   per class. The long videos run first in the same worker pool.
 
 ``adaptive`` under a budget is the product's causal rate control (``codec.rate.Planner``), one
-pass, as a live stream gets it: a full image only when the bucket can pay for it within a
-bounded debt, a declined cut sent as a gradual intra refresh (its cells the plan could not pay
-for are sent first in the frames after it). The JSON keeps, per video and budget,
+pass, as a file of known length gets it: a full image only when the bucket can pay for it
+within a bounded debt (for a mostly new picture, what the remaining frames can repay), a
+declined cut sent as a gradual intra refresh (its cells the plan could not pay for are sent
+first in the frames after it). The JSON keeps, per video and budget,
 ``adaptive_rate``: the budget, the spend and the error in %. Where the class mean is still
 more than ``TOLERANCE`` (5%) over budget, the losses section lists it: a fidelity bought with
 more tokens is not a matched win.
@@ -95,12 +96,13 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import typer
@@ -119,6 +121,9 @@ from videomemory.bench.eval_methods import (
 from videomemory.bench.eval_metrics import Reference, cosine_batch, cut_pr, event_hits, psnr_of_mse
 from videomemory.bench.eval_videos import CLASSES, FIRST_MINUTE_S, EvalVideo, change_time, make_long_video, make_video
 from videomemory.cli_bench import eval_command
+
+if TYPE_CHECKING:
+    from videomemory.codec.config import CodecConfig
 
 TOLERANCE = 0.05  # adaptive over its budget by more than this share is not at a matched budget
 DEFAULT_RATIOS: tuple[float, ...] = (4.0, 7.0, 12.0)
@@ -223,11 +228,18 @@ def _score_package(video: EvalVideo, pkg: Package, ref: Reference, cell: int, tr
     return rec
 
 
+def _codec_config(size: tuple[int, int], settings: Settings) -> "CodecConfig":
+    """The suite's codec settings on a ``size`` grid: the product's, anchors in ``settings.anchor_format``."""
+    from videomemory.codec.config import CodecConfig, Grid
+
+    config = CodecConfig(grid=Grid(*size))
+    return config.with_(residual=dataclasses.replace(config.residual, anchor_format=settings.anchor_format))
+
+
 def evaluate_video(spec: tuple[str, int], settings: Settings, folder: str, scorer: VLMScorer = NoopScorer()) -> dict:
     """Render, code and score one suite video under every method and budget; a JSON-ready record."""
     import torch
 
-    from videomemory.codec.config import CodecConfig, Grid
     from videomemory.codec.decode import sample_frames
     from videomemory.codec.stats import content_stats
     from videomemory.codec.tokens import TokenModel
@@ -237,8 +249,7 @@ def evaluate_video(spec: tuple[str, int], settings: Settings, folder: str, score
     content_class, seed = spec
     size = (settings.size, settings.size)
     video = make_video(content_class, seed, folder, size, settings.duration_s)
-    config = CodecConfig(grid=Grid(*size))
-    config = config.with_(residual=dataclasses.replace(config.residual, anchor_format=settings.anchor_format))
+    config = _codec_config(size, settings)
     model = TokenModel(grid=config.grid)
     frames = list(sample_frames(video.path, fps=config.fps, grid=config.grid))
     times = [f.time_s for f in frames]
@@ -311,7 +322,6 @@ def forecast_video(spec: tuple[str, int], settings: Settings, folder: str) -> di
     """Render and code one long video without a budget; its first minute's and whole statistics."""
     import torch
 
-    from videomemory.codec.config import CodecConfig, Grid
     from videomemory.codec.decode import sample_frames
     from videomemory.codec.stats import content_stats
 
@@ -320,8 +330,7 @@ def forecast_video(spec: tuple[str, int], settings: Settings, folder: str) -> di
     content_class, seed = spec
     size = (settings.forecast_size, settings.forecast_size)
     recipe, truth = make_long_video(content_class, seed, folder, size, settings.forecast_duration_s)
-    config = CodecConfig(grid=Grid(*size))
-    config = config.with_(residual=dataclasses.replace(config.residual, anchor_format=settings.anchor_format))
+    config = _codec_config(size, settings)
     frames = list(sample_frames(truth.path, fps=config.fps, grid=config.grid))
     Path(truth.path).unlink(missing_ok=True)
     run = run_codec(frames, config, keep=True)
@@ -455,10 +464,9 @@ def aggregate(records: Sequence[dict], ratios: Sequence[float], long_records: Se
     return out
 
 
-def _counts(names) -> dict[str, int]:  # noqa: ANN001 - an iterable of str
+def _counts(names: Iterable[str]) -> dict[str, int]:
     """How often each name occurs, in sorted order."""
-    names = list(names)
-    return {k: names.count(k) for k in sorted(set(names))}
+    return dict(sorted(Counter(names).items()))
 
 
 # --- report -----------------------------------------------------------------------------------
