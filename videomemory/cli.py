@@ -281,15 +281,17 @@ from videomemory.cli_bench import bench  # noqa: E402
 app.add_typer(bench, name="bench")  # videomemory bench eval
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """Entry point for ``python -m videomemory``."""
+@app.callback()
+@friendly_errors
+def _torch_threads() -> None:
+    # Before every command: torch's CPU threads, VIDEOMEMORY_TORCH_THREADS else 1 (set_cpu_threads).
     from videomemory.codec.config import set_cpu_threads
 
-    try:
-        set_cpu_threads()  # VIDEOMEMORY_TORCH_THREADS, else 1 (see set_cpu_threads)
-    except VideoMemoryError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+    set_cpu_threads()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    """Entry point for ``python -m videomemory``."""
     app(prog_name="videomemory")
 
 
