@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 import torch
-from PIL import features
+from PIL import AvifImagePlugin, features
 
 from videomemory.errors import InvalidArgument
 
@@ -223,14 +223,16 @@ class CodecConfig:
 
 
 def set_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's CPU intra-op threads (default: ``VIDEOMEMORY_TORCH_THREADS``, else 1); returns it.
+    """Set the threads torch and the AVIF decoder use per call (default: ``VIDEOMEMORY_TORCH_THREADS``, else 1); returns it.
 
-    One thread by default: the codec's tensors are one frame each, and the service uses its cores
-    by overlapping decode with coding and by coding several videos at once (``--workers``).
-    OpenMP threads that compete with those threads for cores spin-wait: on 2 cores with other
-    work running, ingesting six short videos took 143-181 s with torch's default 2 threads against
-    13-33 s with 1 (idle, 18.1 s against 19.1 s). Raise it for one long video on an otherwise idle
-    many-core machine.
+    One thread by default: the codec's tensors and images are one frame each, and the service uses
+    its cores by overlapping decode with coding, by coding several videos at once (``--workers``)
+    and by rebuilding a clip's GOPs side by side. OpenMP threads that compete with those threads
+    for cores spin-wait: on 2 cores with other work running, ingesting six short videos took
+    143-181 s with torch's default 2 threads against 13-33 s with 1 (idle, 18.1 s against 19.1 s).
+    Pillow's AVIF decoder (dav1d) otherwise starts a thread per core for every image: one thread
+    decodes a 512x512 anchor in 4.9 ms against 5.8 ms, and its small intra images in 2.0 ms
+    against 2.6 ms. Raise it for one long video on an otherwise idle many-core machine.
     """
     if threads is None:
         raw = os.environ.get("VIDEOMEMORY_TORCH_THREADS", "1")
@@ -241,6 +243,7 @@ def set_cpu_threads(threads: int | None = None) -> int:
     if not 1 <= threads <= 1024:
         raise InvalidArgument(f"torch threads {threads} must be within 1..1024")
     torch.set_num_threads(threads)
+    AvifImagePlugin.DEFAULT_MAX_THREADS = threads  # Pillow's documented default for decoding (0: one per core)
     return threads
 
 

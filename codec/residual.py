@@ -71,6 +71,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import zstandard
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from videomemory.codec.config import ANCHOR_FORMATS, BLOCK, ResidualConfig
@@ -308,15 +309,6 @@ class PCode:
         image = AnchorCode(ANCHOR_FORMATS[fmt - 1], intra_data) if fmt else None
         return cls(vectors, intra, image, coded, levels.copy(), energy, step, dead_zone)
 
-    def level_map(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The full (3, H, W) int16 level image (zeros in skipped blocks)."""
-        h, w = self.shape
-        by, bx = self.coded.shape
-        blocks = torch.zeros(by * bx, 3, BLOCK, BLOCK, dtype=torch.int16)
-        blocks[torch.from_numpy(self.coded.reshape(-1))] = torch.from_numpy(self.levels).to(torch.int16)
-        out = blocks.reshape(by, bx, 3, BLOCK, BLOCK).permute(2, 0, 3, 1, 4).reshape(3, h, w)
-        return out.to(device)
-
 
 def _box(intra: torch.Tensor) -> tuple[int, int, int, int]:
     """Pixel bounding box (y0, y1, x0, x1) of the True blocks of a (By, Bx) mask."""
@@ -405,27 +397,66 @@ def code_pframe(
     return code, rec
 
 
-def decode_pframe(ref_rec: torch.Tensor, code: PCode) -> torch.Tensor:
-    """Rebuild one P-frame from the reconstructed previous frame and its code (bit-exact)."""
-    intra = torch.from_numpy(code.intra).to(ref_rec.device)
-    if code.intra_image is not None and bool(intra.all()):
-        pred = _paste_intra(ref_rec, intra, code.intra_image)  # frame intra: no motion compensation needed
-    else:
-        pred = compensate(ref_rec, torch.from_numpy(code.vectors).to(ref_rec.device))
-        if code.intra_image is not None:
-            pred = _paste_intra(pred, intra, code.intra_image)
-    return apply_residual(pred, code.level_map(ref_rec.device), code.step)
+# --------------------------------------------------------------------------- decoding (readers)
+#
+# Readers rebuild frames on the CPU in numpy, in the (H, W, 3) layout images leave the service
+# in: 1.6x faster than the encoder's (3, H, W) torch ops on a 512x512 P-frame (1.6 against 2.6 ms
+# in the same run, 1 ms of it the intra image's decode), and a clip's first frame is a chain of up
+# to 16 of them. Every step is an integer copy, add or clamp, so the bytes equal the encoder's
+# reconstruction (tests compare the two on every device).
+
+
+def predict(ref: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``compensate`` for readers: (H, W, 3) uint8 ``ref`` moved by (By, Bx, 2) vectors, same bytes."""
+    h, w, _ = ref.shape
+    by, bx = h // BLOCK, w // BLOCK
+    v = vectors.astype(np.intp)
+    pad = int(np.abs(v).max()) if v.size else 0
+    refp = np.pad(ref, ((pad, pad), (pad, pad), (0, 0)), mode="edge") if pad else ref
+    rows = refp.reshape(refp.shape[0], -1)  # a pixel is 3 bytes of its row
+    windows = sliding_window_view(rows, (BLOCK, 3 * BLOCK))[:, ::3]  # (Hp-15, Wp-15, 16, 48) view
+    ys = (np.arange(by) * BLOCK + pad)[:, None] + v[..., 0]
+    xs = (np.arange(bx) * BLOCK + pad)[None, :] + v[..., 1]
+    return windows[ys, xs].transpose(0, 2, 1, 3).reshape(h, w, 3)
+
+
+def _blocks(image: np.ndarray) -> np.ndarray:
+    """A writable (By, Bx, 16, 16, 3) view of an (H, W, 3) image's blocks."""
+    h, w, _ = image.shape
+    return image.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, 3).swapaxes(1, 2)
+
+
+def decode_pframe(ref: np.ndarray, code: PCode) -> np.ndarray:
+    """Rebuild one P-frame, (H, W, 3) uint8, from the rebuilt previous frame and its code (bit-exact)."""
+    if code.shape != ref.shape[:2]:
+        raise InvalidArgument(f"P-frame code is {code.shape[1]}x{code.shape[0]}, the frame before it is "
+                              f"{ref.shape[1]}x{ref.shape[0]}")
+    whole = code.intra_image is not None and bool(code.intra.all())
+    pred = predict(ref, code.vectors) if not whole else None
+    if code.intra_image is not None:
+        ys, xs = np.nonzero(code.intra)
+        y0, x0 = int(ys.min()), int(xs.min())
+        patch = code.intra_image.decode()
+        if patch.shape[:2] != ((int(ys.max()) + 1 - y0) * BLOCK, (int(xs.max()) + 1 - x0) * BLOCK):
+            raise InvalidArgument("P-frame code is damaged: its intra image does not fit its intra blocks")
+        if pred is None:  # a frame-intra P-frame: the image is the whole prediction
+            pred = patch
+        else:
+            _blocks(pred)[ys, xs] = _blocks(patch)[ys - y0, xs - x0]
+    assert pred is not None
+    blocks = _blocks(pred)
+    coded = blocks[code.coded].astype(np.int16)  # (n_coded, 16, 16, 3)
+    coded += code.levels.astype(np.int16).transpose(0, 2, 3, 1) * code.step
+    blocks[code.coded] = np.clip(coded, 0, 255)
+    return pred
 
 
 def rebuild(anchor: AnchorCode | np.ndarray, p_codes: list[PCode] | tuple[PCode, ...]) -> np.ndarray:
     """The frame reached by applying ``p_codes`` in order to ``anchor``, as (H, W, 3) uint8."""
-    frame = as_tensor(anchor.decode() if isinstance(anchor, AnchorCode) else anchor)
+    frame = anchor.decode() if isinstance(anchor, AnchorCode) else np.ascontiguousarray(anchor)
     for code in p_codes:
-        if code.shape != tuple(frame.shape[1:]):
-            raise InvalidArgument(f"P-frame code is {code.shape[1]}x{code.shape[0]}, the anchor is "
-                                  f"{frame.shape[2]}x{frame.shape[1]}")
         frame = decode_pframe(frame, code)
-    return frame.permute(1, 2, 0).numpy()
+    return frame
 
 
 # --------------------------------------------------------------------------- GOPs and re-synthesis
@@ -449,12 +480,10 @@ class GopCode:
 
     def frames(self) -> list[np.ndarray]:
         """Every frame of the GOP, rebuilt in one pass."""
-        frame = as_tensor(self.anchor.decode())
-        out = [frame]
+        out = [self.anchor.decode()]
         for code in self.p_codes:
-            frame = decode_pframe(frame, code)
-            out.append(frame)
-        return [f.permute(1, 2, 0).numpy() for f in out]
+            out.append(decode_pframe(out[-1], code))
+        return out
 
     def reanchor(self, k: int) -> "GopCode":
         """A GOP that starts at frame ``k``: its rebuilt image becomes a lossless anchor.

@@ -42,13 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lancedb.expr import col, lit
 from PIL import Image
 
 from videomemory.codec.config import Grid
 from videomemory.codec.gop import I
-from videomemory.codec.motion import as_tensor
 from videomemory.codec.residual import GopCode, decode_pframe, encode_anchor
 from videomemory.codec.tokens import Rect, TokenModel
 from videomemory.errors import BudgetTooSmall, Cancelled, DataLoss, InvalidArgument
@@ -303,9 +301,8 @@ class _Gop:
         if not rows or [r["pos"] for r in rows] != list(range(len(rows))):
             raise DataLoss(f"stored GOP {rows[0]['gop'] if rows else '?'} does not hold one row per position from its anchor on")
         self.rows = rows  # gop, pos, ms, code_format, code; one per position
-        self.frames: list[np.ndarray] = []  # (H, W, 3) uint8 views of (3, H, W) tensors, like GopCode.frames()
+        self.frames: list[np.ndarray] = []  # (H, W, 3) uint8, as GopCode.frames() gives them
         self.crops: dict[int, list[np.ndarray]] = {}
-        self._last: torch.Tensor | None = None  # the last rebuilt frame: where the chain continues
         self._code: GopCode | None = None
         self._lock = threading.Lock()
 
@@ -325,14 +322,10 @@ class _Gop:
                 return
             # only the P-codes still to apply are parsed
             code = records.gop_code([self.rows[0], *self.rows[max(have, 1) : upto + 1]])
-            frame = self._last
-            if frame is None:
-                frame = as_tensor(code.anchor.decode())
-                self.frames.append(frame.permute(1, 2, 0).numpy())
+            if not self.frames:
+                self.frames.append(code.anchor.decode())
             for pcode in code.p_codes:
-                frame = decode_pframe(frame, pcode)
-                self.frames.append(frame.permute(1, 2, 0).numpy())
-            self._last = frame
+                self.frames.append(decode_pframe(self.frames[-1], pcode))
 
     @property
     def nbytes(self) -> int:
@@ -386,7 +379,7 @@ class GopCache:
 
 
 GOPS = GopCache()
-# GOP rebuilds, crop decoding and the store reads of one clip run side by side (torch, Pillow,
+# GOP rebuilds, crop decoding and the store reads of one clip run side by side (numpy, Pillow,
 # zstd and LanceDB release the GIL); shared by all requests.
 _POOL = ThreadPoolExecutor(max_workers=max(4, min(8, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")  # some wait on reads
 CODE_COLUMNS = ["gop", "pos", "ms", "code_format", "code"]

@@ -14,7 +14,9 @@ from videomemory.codec.residual import (
     PCode,
     code_pframe,
     compensate,
+    decode_pframe,
     encode_anchor,
+    predict,
     rebuild,
 )
 from videomemory.errors import InvalidArgument
@@ -173,6 +175,21 @@ def test_compensate_equals_a_block_by_block_copy_for_many_vectors():
             y, x = by * 16 + pad + dy, bx * 16 + pad + dx
             expect[:, by * 16 : by * 16 + 16, bx * 16 : bx * 16 + 16] = refp[:, y : y + 16, x : x + 16]
     assert torch.equal(compensate(ref, vectors), expect)
+    # The readers' numpy prediction, on (H, W, 3) frames, gives the same bytes.
+    assert np.array_equal(predict(ref.permute(1, 2, 0).numpy(), vectors.numpy()), expect.permute(1, 2, 0).numpy())
+    assert np.array_equal(predict(ref.permute(1, 2, 0).numpy(), np.zeros((6, 8, 2), np.int16)), ref.permute(1, 2, 0).numpy())
+
+
+def test_decoding_refuses_a_code_of_another_size_and_a_damaged_intra_image():
+    gop, recs, _ = _chain()
+    with pytest.raises(InvalidArgument, match="96x64.*64x32"):
+        decode_pframe(recs[0][:32, :64], gop.p_codes[0])
+    code = next(c for c in gop.p_codes if c.intra_image is not None)
+    wrong = encode_anchor(np.zeros((16, 16, 3), np.uint8), lossless=True)
+    bad = PCode(code.vectors, code.intra, wrong, code.coded, code.levels, code.energy, code.step, code.dead_zone)
+    assert code.intra.sum() > 1  # its box is larger than the one 16x16 block the wrong image covers
+    with pytest.raises(InvalidArgument, match="intra image does not fit"):
+        decode_pframe(recs[gop.p_codes.index(code)], bad)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
