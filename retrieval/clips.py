@@ -9,10 +9,12 @@ losslessly, so the later P-codes of its GOP still apply unchanged). The clip car
 What the package shows is what the code rebuilds, byte for byte, but a cold clip does not rebuild
 every frame: P-frames' changed cells come from the crops stored at ingest (``crops`` table, cut
 from the encoder's own reconstruction), later anchors only decode their image, and only the first
-GOP's chain up to the clip start is rebuilt (started first, beside the store reads; the other
-GOPs' work runs in a thread pool). A video without stored crops (schema version 1) has the frames
-its package needs rebuilt, up to the last one needed per GOP. What was read and rebuilt stays in
-``GOPS`` for the next clip of the same moments.
+GOP's chain up to the clip start is rebuilt. As soon as the clip's frames are known (one read of
+their times), that chain, the read of the other GOPs' code and the read of their stored crops
+start beside the read of the frame rows; the other GOPs' work then runs in a thread pool. A video
+without stored crops (schema version 1) has the frames its package needs rebuilt, up to the last
+one needed per GOP. What was read and rebuilt stays in ``GOPS`` for the next clip of the same
+moments.
 
 The **prompt package** has one part per frame that the token plan sends: the anchor's full image;
 per P-frame the changed cells as image crops with their boxes and a motion summary; a later anchor
@@ -30,6 +32,7 @@ frames are in the package (or unchanged since one that is).
 from __future__ import annotations
 
 import base64
+import bisect
 import io
 import json
 import os
@@ -403,8 +406,33 @@ def _head(store: Store, video: Video, gop: int, pos: int) -> _Gop:
     return entry
 
 
-def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head: Future[_Gop],
-          cancelled: Callable[[], bool] | None = None, stored_crops: bool = True) -> tuple[list[_Frame], list[tuple[_Gop, int, int]]]:
+@dataclass
+class _Reads:
+    """What a clip reads once it knows its frames, started together: cached GOPs, the others' code, stored crops."""
+
+    entries: dict[int, _Gop | None]  # per GOP of the clip: the cached one, else None
+    code: Future[Any] | None  # code rows of the uncached GOPs after the first (the first is ``_head``'s)
+    crops: Future[Any] | None  # stored crops of the frames after the first that the cache cannot serve
+
+
+def _start_reads(store: Store, video: Video, span: list[dict[str, Any]], stored_crops: bool) -> _Reads:
+    """Start the reads of a clip whose frames are ``span`` (ms, gop, pos; the first frame first)."""
+    gops = sorted({r["gop"] for r in span})
+    entries: dict[int, _Gop | None] = {g: GOPS.get((video.key, video.ingest_id, g)) for g in gops}
+    missing = [g for g in gops[1:] if entries[g] is None]
+
+    def cached(r: dict[str, Any]) -> bool:
+        e = entries[r["gop"]]
+        return e is not None and (r["pos"] < len(e.frames) or r["pos"] in e.crops)
+
+    crop_ms = [r["ms"] for r in span[1:] if not cached(r)] if stored_crops else []  # frames without crops return none
+    code = _POOL.submit(store.frames, video, col("gop").isin(missing), CODE_COLUMNS) if missing else None
+    crops = _POOL.submit(store.crops, video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
+    return _Reads(entries, code, crops)
+
+
+def _load(video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head: Future[_Gop], reads: _Reads,
+          cancelled: Callable[[], bool] | None = None) -> tuple[list[_Frame], list[tuple[_Gop, int, int]]]:
     """The frames of ``rows`` with what their parts need, and each GOP with where the clip enters and leaves it.
 
     A frame sent as a full image (the clip's first, a planned anchor, every frame of a flat clip)
@@ -422,25 +450,19 @@ def _load(store: Store, video: Video, rows: list[dict[str, Any]], plan: str, gri
         elif r["rects"]:
             wants[r["gop"]].append((r["pos"], r))
     keys = {g: (video.key, video.ingest_id, g) for g in gops}
-    # The first GOP comes from ``head`` (the cached one when there is one: what it holds is known now).
-    entries: dict[int, _Gop | None] = {g: GOPS.get(keys[g]) for g in gops}
-    missing = [g for g, e in entries.items() if e is None and g != gops[0]]
+    entries = reads.entries  # the first GOP comes from ``head``
+    if reads.code is not None:
+        by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g, e in entries.items() if e is None and g != gops[0]}
+        for r in reads.code.result().to_pylist():
+            by_gop[r["gop"]].append(r)
+        for g, got_rows in by_gop.items():
+            entries[g] = _Gop(sorted(got_rows, key=lambda r: r["pos"]))
+    stored = {(r["gop"], r["pos"]): r for r in reads.crops.result().to_pylist()} if reads.crops is not None else {}
+    decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
 
     def ready(g: int, pos: int) -> bool:  # served without stored crops
         e = entries[g]
-        return pos <= full[g] or (e is not None and (pos < len(e.frames) or (stored_crops and pos in e.crops)))
-
-    crop_ms = [r["ms"] for g in gops for pos, r in wants[g] if not ready(g, pos)] if stored_crops else []
-    code_q = _POOL.submit(store.frames, video, col("gop").isin(missing), CODE_COLUMNS) if missing else None
-    crops_q = _POOL.submit(store.crops, video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
-    if code_q is not None:
-        by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g in missing}
-        for r in code_q.result().to_pylist():
-            by_gop[r["gop"]].append(r)
-        for g in missing:
-            entries[g] = _Gop(sorted(by_gop[g], key=lambda r: r["pos"]))
-    stored = {(r["gop"], r["pos"]): r for r in crops_q.result().to_pylist()} if crops_q is not None else {}
-    decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
+        return pos <= full[g] or (e is not None and (pos < len(e.frames) or pos in e.crops))
 
     def jobs_of(gs: list[int]) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
         """Rebuilds (longest first) and crop decodes still to do in GOPs ``gs``."""
@@ -530,16 +552,19 @@ def get_clip(
             f"token_budget {token_budget} cannot hold the clip's anchor: the minimum is {model.anchor_tokens} "
             f"tokens (one full {grid.width}x{grid.height} frame)"
         )
-    before = store.frames(video, col("ms") <= lit(start_ms), ["ms", "gop", "pos"])
-    first = before.slice(before.num_rows - 1).to_pylist()[0] if before.num_rows else {"ms": 0, "gop": 0, "pos": 0}
+    upto = store.frames(video, col("ms") < lit(end_ms), ["ms", "gop", "pos"]).to_pylist()  # sorted by time
+    at = bisect.bisect_right([r["ms"] for r in upto], start_ms) - 1  # the frame on screen at the start
+    span = upto[max(at, 0) :]
+    first = span[0] if span else {"ms": 0, "gop": 0, "pos": 0}
     if cancelled is not None and cancelled():
         raise Cancelled("the clip request was cancelled before any frame was rebuilt; nothing was changed")
     # The clip's first frame ends the longest chain of work (its GOP rebuilt up to it): start it
-    # now, beside the reads of the rest.
+    # now, and the reads of the other GOPs' code and of the stored crops, beside the frame rows.
     head = _POOL.submit(_head, store, video, first["gop"], first["pos"])
+    reads = _start_reads(store, video, span, stored_crops)
     columns = [f.name for f in S.FRAMES if f.name != "code"]
     rows = store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), columns).to_pylist()
-    frames, codes = _load(store, video, rows, plan, grid, head, cancelled, stored_crops)
+    frames, codes = _load(video, rows, plan, grid, head, reads, cancelled)
     model_cells = model.cells
     for i, f in enumerate(frames):
         r = f.row
