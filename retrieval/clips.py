@@ -54,7 +54,6 @@ from videomemory.codec.residual import GopCode, decode_pframe, encode_anchor
 from videomemory.codec.tokens import Rect, TokenModel
 from videomemory.errors import BudgetTooSmall, Cancelled, DataLoss, InvalidArgument
 from videomemory.memory import records
-from videomemory.memory import schema as S
 from videomemory.memory.ids import FrameId
 from videomemory.memory.store import Store, Video
 
@@ -386,6 +385,20 @@ GOPS = GopCache()
 # zstd and LanceDB release the GIL); shared by all requests.
 _POOL = ThreadPoolExecutor(max_workers=max(4, min(8, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")  # some wait on reads
 CODE_COLUMNS = ["gop", "pos", "ms", "code_format", "code"]
+# what a package is built from: place, role and token plan of each frame (not its code)
+ROW_COLUMNS = ["video_key", "ms", "time_s", "gop", "pos", "role", "plan_role", "rects", "energy", "motion_mean_px", "moving_blocks"]
+
+
+def _rows(table: Any) -> list[dict[str, Any]]:
+    """Frame rows as dicts, each ``energy`` a float32 array view (empty when none), not a list of floats."""
+    energy = table.column("energy").combine_chunks()
+    values = energy.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    offsets = energy.offsets.to_numpy()
+    null = energy.is_null().to_numpy(zero_copy_only=False)
+    rows = table.drop_columns(["energy"]).to_pylist()
+    for i, r in enumerate(rows):
+        r["energy"] = values[offsets[i] : offsets[i] if null[i] else offsets[i + 1]]
+    return rows
 
 
 def _decode_crops(gop: _Gop, jobs: list[tuple[int, dict[str, Any], dict[str, Any]]], grid: Grid) -> None:
@@ -562,8 +575,7 @@ def get_clip(
     # now, and the reads of the other GOPs' code and of the stored crops, beside the frame rows.
     head = _POOL.submit(_head, store, video, first["gop"], first["pos"])
     reads = _start_reads(store, video, span, stored_crops)
-    columns = [f.name for f in S.FRAMES if f.name != "code"]
-    rows = store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), columns).to_pylist()
+    rows = _rows(store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), ROW_COLUMNS))
     frames, codes = _load(video, rows, plan, grid, head, reads, cancelled)
     model_cells = model.cells
     for i, f in enumerate(frames):
@@ -575,7 +587,7 @@ def get_clip(
         rects = _rects(r)
         if not rects:
             continue  # unchanged: covered by the frame before
-        energy = np.asarray(r["energy"] or [0.0] * (model_cells[0] * model_cells[1]), np.float32).reshape(model_cells)
+        energy = r["energy"].reshape(model_cells) if len(r["energy"]) else np.zeros(model_cells, np.float32)
         f.rect_energy = [(rc, float(energy[rc.row : rc.row + rc.rows, rc.col : rc.col + rc.cols].sum())) for rc in rects]
         f.part = _p_part(f, rects, model)
         f.value = sum(e for _, e in f.rect_energy) / max(f.part.tokens, 1)
