@@ -108,10 +108,15 @@ class AnchorCode:
         return len(self.data)
 
 
+# libaom's AVIF bytes depend on its thread count (1 differs from 2; 2, 4 and 8 agree), and Pillow's
+# default is one per core: a fixed count makes the stored code the same on every machine.
+AVIF_ENCODE_THREADS = 2
+
+
 def _encode_image(image: np.ndarray, fmt: str, quality: int) -> AnchorCode:
     """One (H, W, 3) uint8 image through Pillow in ``fmt`` at ``quality`` (ignored for PNG)."""
     options: dict[str, object] = {
-        "avif": {"quality": quality, "subsampling": "4:4:4", "speed": 8},
+        "avif": {"quality": quality, "subsampling": "4:4:4", "speed": 8, "max_threads": AVIF_ENCODE_THREADS},
         "jpeg": {"quality": quality, "subsampling": 0},
         "webp": {"quality": quality, "method": 4},
         "png": {"compress_level": 1},

@@ -248,3 +248,17 @@ def test_a_frame_motion_cannot_explain_is_coded_as_one_intra_image_when_smaller(
     # Below the size threshold nothing is tried: the block code stays.
     kept, _ = code_pframe(cur, ref, zero, ResidualConfig(frame_intra_bytes=100.0))
     assert kept.to_bytes() == blocks.to_bytes()
+
+
+def test_anchor_bytes_do_not_depend_on_the_decoder_threads_or_the_cores(monkeypatch):
+    """libaom's output changes with its thread count: the encoder fixes it, Pillow's default follows the cores."""
+    from PIL import AvifImagePlugin, Image
+
+    import skimage.data
+
+    img = np.ascontiguousarray(np.asarray(Image.fromarray(skimage.data.astronaut()).resize((512, 512))))  # 1 and 2 threads differ here
+    monkeypatch.setattr(AvifImagePlugin, "DEFAULT_MAX_THREADS", 1)
+    one = encode_anchor(img, ResidualConfig(anchor_quality=80, anchor_psnr=0)).data
+    for threads in (0, 2, 8):
+        monkeypatch.setattr(AvifImagePlugin, "DEFAULT_MAX_THREADS", threads)
+        assert encode_anchor(img, ResidualConfig(anchor_quality=80, anchor_psnr=0)).data == one
