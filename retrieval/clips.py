@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from lancedb.expr import col, lit
 from PIL import Image
@@ -225,10 +226,23 @@ class Clip:
 
 
 def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
-    """An (H, W, 3) uint8 image as PNG bytes (level 1 trades size for speed where latency counts)."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "PNG", compress_level=compress_level)
-    return buf.getvalue()
+    """An (H, W, 3) uint8 image as PNG bytes (level 1 trades size for speed where latency counts).
+
+    FFmpeg's PNG encoder through PyAV with the "up" row filter: a 512x512 frame at level 1 takes
+    12.9 ms and 474 KB against Pillow's 23.8 ms and 466 KB (Pillow tries every filter on every
+    row), a small crop 0.19 against 0.55 ms; any PNG reader gets the same pixels.
+    """
+    h, w = image.shape[:2]
+    codec = av.CodecContext.create("png", "w")
+    codec.width, codec.height, codec.pix_fmt = w, h, "rgb24"
+    codec.options = {"pred": "up", "compression_level": str(compress_level)}
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    return b"".join(bytes(p) for p in codec.encode(frame))
+
+
+def png_all(images: list[np.ndarray], compress_level: int = 1) -> list[bytes]:
+    """``png_bytes`` of many images, side by side in the clip pool (the encoder releases the GIL)."""
+    return list(_POOL.map(lambda image: png_bytes(image, compress_level), images))
 
 
 def _data_url(image: np.ndarray) -> str:

@@ -83,6 +83,17 @@ def test_end_to_end_through_the_client_and_raw_stubs(server, tmp_path):
         clip = client.get_clip(objects.name, 1250, 5000, 2000, include_code=True)
         assert clip.parts[0].role == "anchor" and clip.parts[0].resynthesised and clip.parts[0].png
         assert clip.tokens == sum(p.tokens for p in clip.parts) <= 2000 and clip.code[0].anchor_format == "png"
+        # Its images are the library's, pixel for pixel: the anchor and every crop of every part.
+        import numpy as np
+
+        from videomemory.retrieval.clips import get_clip
+
+        local = get_clip(Store(uri), "alpha", objects.name.rsplit("/", 1)[1], 1250, 5000, 2000)
+        assert [p.tag for p in local.parts] == [p.tag for p in clip.parts]
+        pixels = lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # noqa: E731
+        assert np.array_equal(pixels(clip.parts[0].png), local.parts[0].image)
+        sent = [(x.png, y.image) for p, q in zip(clip.parts, local.parts) for x, y in zip(p.crops, q.crops, strict=True)]
+        assert sent and all(np.array_equal(pixels(a), b) for a, b in sent)
         for part in clip.parts:
             r = client.resolve_frame(part.frame)
             assert r.exact and r.frame == part.frame
