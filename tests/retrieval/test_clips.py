@@ -200,3 +200,29 @@ def test_a_video_without_stored_crops_is_rebuilt_with_the_same_bytes(indexed, tm
     GOPS.clear()
     b = get_clip(store, "default", key, start, start + 8000, 100_000)
     assert _packages_pixels(a) == _packages_pixels(b) and any(p.crops for p in a.parts)
+
+
+def test_a_clip_uses_only_the_videos_current_ingest_and_tenant(indexed, tmp_path):
+    """Frame rows of another ingest of the same key (a replacement being written) or of another
+    tenant's copy sit in the same table: the clip keeps only its video's current ingest."""
+    import pyarrow as pa
+
+    from videomemory.retrieval.clips import GOPS
+
+    store, key, _ = indexed
+    copy = Store(tmp_path / "copy")
+    for name in ("videos", "segments", "frames", "crops"):
+        copy.table(name).add(store.table(name).search().limit(None).to_arrow())
+    start = _mid_gop_start(copy, key)
+    GOPS.clear()
+    before = get_clip(copy, "default", key, start + 120, start + 4000, 4000)
+    frames = copy.table("frames").search().limit(None).to_arrow()
+    shifted = frames.set_column(frames.schema.get_field_index("ms"), "ms", pa.compute.add(frames["ms"], 120))
+    stale = shifted.set_column(shifted.schema.get_field_index("ingest_id"), "ingest_id", pa.array(["0" * 32] * len(frames)))
+    other = shifted.set_column(shifted.schema.get_field_index("tenant"), "tenant", pa.array(["other"] * len(frames)))
+    copy.table("frames").add(stale)
+    copy.table("frames").add(other)
+    GOPS.clear()
+    after = get_clip(copy, "default", key, start + 120, start + 4000, 4000)
+    assert [p.tag for p in after.parts] == [p.tag for p in before.parts] and after.parts[0].frame.ms == start
+    assert np.array_equal(after.parts[0].image, before.parts[0].image)
