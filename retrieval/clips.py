@@ -42,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import av
 import numpy as np
@@ -58,6 +58,8 @@ from videomemory.memory import records
 from videomemory.memory.ids import FrameId
 from videomemory.memory.store import Store, Video
 
+K = TypeVar("K")
+V = TypeVar("V")
 MAX_CLIP_MS = 10 * 60 * 1000  # a longer range is almost surely a mistake (and a huge response)
 PLANS = ("adaptive", "flat")
 ANCHOR = "anchor"
@@ -161,6 +163,19 @@ class Clip:
             return GopCode(code.anchor, code.p_codes[:last])
         gop.rebuild(enter)
         return GopCode(encode_anchor(gop.frames[enter], lossless=True), code.p_codes[enter:last])
+
+    def pngs(self, compress_level: int = 1) -> list[tuple[bytes, list[bytes]]]:
+        """Per part, its full image (b"" when it has none) and its crops as PNG; encoded side by side, kept in ``PNGS``."""
+        v = self.video
+        wanted = [((v.key, v.ingest_id, p.frame.ms, box, compress_level), image) for p in self.parts
+                  for box, image in ([(None, p.image)] if p.image is not None else []) + [(c.box, c.image) for c in p.crops]]
+        got = [PNGS.get(key) for key, _ in wanted]
+        missing = [i for i, data in enumerate(got) if data is None]
+        for i, data in zip(missing, png_all([wanted[i][1] for i in missing], compress_level)):
+            PNGS.put(wanted[i][0], data)
+            got[i] = data
+        it = iter(got)
+        return [(next(it) if p.image is not None else b"", [next(it) for _ in p.crops]) for p in self.parts]  # type: ignore[misc]
 
     @property
     def tokens(self) -> int:
@@ -350,21 +365,17 @@ class _Gop:
                 + sum(c.nbytes for crops in self.crops.values() for c in crops))
 
 
-class GopCache:
-    """What clips took from stored GOPs (``_Gop``), least recently used out first, up to ``max_bytes``.
+class SizedLru(Generic[K, V]):
+    """Values by key, least recently used out first, up to ``max_bytes`` as ``size`` counts them."""
 
-    Agents ask for overlapping clips of the same moments; a GOP read and rebuilt once serves them
-    all. Keys include the ingest, so a re-coded video never serves stale frames.
-    """
-
-    def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str, int], tuple[_Gop, int]] = OrderedDict()
+    def __init__(self, size: Callable[[V], int], max_bytes: int) -> None:
+        self.size, self.max_bytes = size, max_bytes
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, int]) -> _Gop | None:
-        """The cached GOP, or None."""
+    def get(self, key: K) -> V | None:
+        """The cached value, or None."""
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -372,16 +383,16 @@ class GopCache:
             self._items.move_to_end(key)
             return item[0]
 
-    def put(self, key: tuple[str, str, int], gop: _Gop) -> None:
-        """Keep a GOP (or account for what it gained since), evicting the least recently used beyond the budget."""
-        size = gop.nbytes
+    def put(self, key: K, value: V) -> None:
+        """Keep a value (or account for what it gained since), evicting the least recently used beyond the budget."""
+        size = self.size(value)
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
                 self._bytes -= old[1]
             if size > self.max_bytes:
                 return
-            self._items[key] = (gop, size)
+            self._items[key] = (value, size)
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, (_, dropped) = self._items.popitem(last=False)
@@ -394,7 +405,13 @@ class GopCache:
             self._bytes = 0
 
 
-GOPS = GopCache()
+# What clips took from stored GOPs. Agents ask for overlapping clips of the same moments; a GOP
+# read and rebuilt once serves them all. Keys (video, ingest, GOP) include the ingest, so a
+# re-coded video never serves stale frames.
+GOPS: SizedLru[tuple[str, str, int], _Gop] = SizedLru(lambda gop: gop.nbytes, 512 * 1024 * 1024)
+# The PNGs the API sent, by (video, ingest, frame ms, box or None for the full frame, level): the
+# same moments' images are not encoded again for the next clip.
+PNGS: SizedLru[tuple[str, str, int, tuple[int, int, int, int] | None, int], bytes] = SizedLru(len, 64 * 1024 * 1024)
 # GOP rebuilds, crop decoding and the store reads of one clip run side by side (numpy, Pillow,
 # zstd and LanceDB release the GIL); shared by all requests.
 _POOL = ThreadPoolExecutor(max_workers=max(4, min(8, os.cpu_count() or 1)), thread_name_prefix="videomemory-clip")  # some wait on reads

@@ -39,7 +39,7 @@ from videomemory.memory.live import LiveIngest
 from videomemory.memory.resolve import Resolved, resolve_citations, resolve_frame
 from videomemory.memory.store import Store, Video
 from videomemory.memory.usage import Usage, usage
-from videomemory.retrieval.clips import get_clip, png_all, png_bytes
+from videomemory.retrieval.clips import get_clip, png_bytes
 from videomemory.retrieval.embed import Embedder, load_embedder
 from videomemory.retrieval.search import SearchFilter, search
 from videomemory.retrieval.status import to_status
@@ -397,12 +397,10 @@ class VideoMemoryService(rpc.VideoMemoryServicer):
             self._check_time(context)
             c = get_clip(self.store, tenant, key, request.start_ms, request.end_ms, request.token_budget, request.plan or "adaptive",
                          cancelled=lambda: not context.is_active())
-            # Every image of the package as PNG, side by side: most of a response's cost.
-            pngs = iter(png_all([img for p in c.parts for img in ([p.image] if p.image is not None else []) + [x.image for x in p.crops]]))
             parts = []
-            for p in c.parts:
-                png = next(pngs) if p.image is not None else b""
-                crops = [pb.Crop(x0=x.box[0], y0=x.box[1], x1=x.box[2], y1=x.box[3], tokens=x.cells, png=next(pngs)) for x in p.crops]
+            for p, (png, crop_pngs) in zip(c.parts, c.pngs()):  # most of a response's cost; kept for the next clip
+                crops = [pb.Crop(x0=x.box[0], y0=x.box[1], x1=x.box[2], y1=x.box[3], tokens=x.cells, png=data)
+                         for x, data in zip(p.crops, crop_pngs)]
                 parts.append(pb.ClipPart(
                     frame=p.frame.tenant_name(tenant), tag=p.tag, time_seconds=p.time_s, role=p.role, resynthesised=p.resynthesised,
                     tokens=p.tokens, image_tokens=p.image_tokens, text_tokens=p.text_tokens, png=png, crops=crops,

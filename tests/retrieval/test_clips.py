@@ -226,3 +226,28 @@ def test_a_clip_uses_only_the_videos_current_ingest_and_tenant(indexed, tmp_path
     after = get_clip(copy, "default", key, start + 120, start + 4000, 4000)
     assert [p.tag for p in after.parts] == [p.tag for p in before.parts] and after.parts[0].frame.ms == start
     assert np.array_equal(after.parts[0].image, before.parts[0].image)
+
+
+def test_the_pngs_of_a_package_are_its_images_and_are_not_encoded_again(indexed, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from videomemory.retrieval import clips
+
+    store, key, _ = indexed
+    start = _mid_gop_start(store, key)
+    monkeypatch.setattr(clips, "PNGS", clips.SizedLru(len, 64 << 20))  # this test's own cache
+    clip = get_clip(store, "default", key, start + 120, start + 4000, 4000)
+    pngs = clip.pngs()
+    pixels = lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # noqa: E731
+    assert len(pngs) == len(clip.parts) and any(crops for _, crops in pngs)
+    for part, (full, crops) in zip(clip.parts, pngs):
+        assert (full != b"") == (part.image is not None)
+        assert part.image is None or np.array_equal(pixels(full), part.image)
+        assert len(crops) == len(part.crops) and all(np.array_equal(pixels(d), c.image) for d, c in zip(crops, part.crops))
+    encoded = []
+    monkeypatch.setattr(clips, "png_bytes", lambda image, level=1: encoded.append(1) or b"")
+    again = get_clip(store, "default", key, start + 120, start + 4000, 4000)
+    assert again.pngs() == pngs and not encoded  # the same moments: from the cache
+    assert get_clip(store, "default", key, start + 120, start + 4000, 4000).pngs(compress_level=6) and encoded  # another level
