@@ -286,14 +286,15 @@ class PCode:
         bad = not h or not w or not cell or h % cell or w % cell or h % BLOCK or w % BLOCK
         if magic != _PCODE_MAGIC or bad or fmt > len(ANCHOR_FORMATS) or not 3 <= step:
             raise InvalidArgument("bytes are not a videomemory P-frame code (bad header)")
-        if zlib.crc32(data[_HEADER.size :]) != crc:
+        view = memoryview(data)  # slices of it are not copies (codes are tens of KB, a clip parses hundreds)
+        if zlib.crc32(view[_HEADER.size :]) != crc:
             raise InvalidArgument("P-frame code is damaged: its checksum does not match (re-ingest the video)")
         by, bx = h // BLOCK, w // BLOCK
         intra_data = data[_HEADER.size : _HEADER.size + n_intra]
         if len(intra_data) != n_intra or (n_intra == 0) != (fmt == 0):
             raise InvalidArgument("P-frame code is damaged: its intra image is cut short")
         try:
-            body = zstandard.ZstdDecompressor().decompress(data[_HEADER.size + n_intra :])
+            body = zstandard.ZstdDecompressor().decompress(view[_HEADER.size + n_intra :])
         except zstandard.ZstdError as exc:
             raise InvalidArgument(f"P-frame code is damaged: {exc}") from None
         n_mask = (by * bx + 7) // 8
@@ -307,12 +308,12 @@ class PCode:
         sizes = [2 * n_mask, by * bx * 2 * 2, n_coded * 3 * BLOCK * BLOCK, (h // cell) * (w // cell) * 4]
         if len(body) != sum(sizes):
             raise InvalidArgument("P-frame code is damaged: its payload has the wrong length")
-        ends = np.cumsum(sizes)
-        vectors = np.frombuffer(body[ends[0] : ends[1]], "<i2").reshape(by, bx, 2).astype(np.int16)
-        levels = np.frombuffer(body[ends[1] : ends[2]], np.int8).reshape(n_coded, 3, BLOCK, BLOCK)
-        energy = np.frombuffer(body[ends[2] : ends[3]], "<f4").reshape(h // cell, w // cell).astype(np.float32)
+        o1, o2, o3 = (int(x) for x in np.cumsum(sizes)[:3])
+        vectors = np.frombuffer(body, "<i2", by * bx * 2, o1).reshape(by, bx, 2).astype(np.int16)
+        levels = np.frombuffer(body, np.int8, sizes[2], o2).reshape(n_coded, 3, BLOCK, BLOCK)  # a read-only view of ``body``
+        energy = np.frombuffer(body, "<f4", sizes[3] // 4, o3).reshape(h // cell, w // cell).astype(np.float32)
         image = AnchorCode(ANCHOR_FORMATS[fmt - 1], intra_data) if fmt else None
-        return cls(vectors, intra, image, coded, levels.copy(), energy, step, dead_zone)
+        return cls(vectors, intra, image, coded, levels, energy, step, dead_zone)
 
 
 def _box(intra: torch.Tensor) -> tuple[int, int, int, int]:
