@@ -136,7 +136,7 @@ def _eq(**values: str) -> Expr:
     return expr
 
 
-class _Reads:
+class _AsyncReader:
     """The store's hot reads through LanceDB's async API, each one awaited query on one event-loop thread per process.
 
     The sync API runs each step of a read (schema checks, the plan, every batch) as its own call
@@ -189,7 +189,7 @@ class Store:
         if "://" not in self.uri:
             Path(self.uri).mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(self.uri, read_consistency_interval=consistency)
-        self._reads = _Reads(self.uri, consistency)
+        self._reader = _AsyncReader(self.uri, consistency)
         existing = set(self.db.list_tables().tables)
         self._tables: dict[str, Any] = {}
         for name, schema in S.TABLES.items():
@@ -213,7 +213,7 @@ class Store:
     # ------------------------------------------------------------------ videos
 
     def _video_rows(self, where: Expr, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._reads.arrow("videos", where, limit=limit).to_pylist()
+        return self._reader.arrow("videos", where, limit=limit).to_pylist()
 
     def status(self, tenant: str, key: str) -> str | None:
         """``ready``, ``ingesting`` or None (never seen) for a video of a tenant."""
@@ -291,7 +291,7 @@ class Store:
         expr = _eq(tenant=video.tenant, video_key=video.key, ingest_id=video.ingest_id) & (col("gop") < lit(video.segments))
         if where is not None:
             expr = expr & where
-        return self._reads.arrow(name, expr, columns)
+        return self._reader.arrow(name, expr, columns)
 
     def frames(self, video: Video, where: Expr | None = None, columns: list[str] | None = None) -> pa.Table:
         """Frame rows of a ready video sorted by time (``where`` narrows, ``columns`` projects)."""

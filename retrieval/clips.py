@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import io
 import json
 import os
 import threading
@@ -420,7 +419,7 @@ CODE_COLUMNS = ["gop", "pos", "ms", "code_format", "code"]
 ROW_COLUMNS = ["video_key", "ms", "time_s", "gop", "pos", "role", "plan_role", "rects", "energy", "motion_mean_px", "moving_blocks"]
 
 
-def _rows(table: Any) -> list[dict[str, Any]]:
+def _frame_rows(table: Any) -> list[dict[str, Any]]:
     """Frame rows as dicts, each ``energy`` a float32 array view (empty when none), not a list of floats."""
     energy = table.column("energy").combine_chunks()
     values = energy.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
@@ -455,8 +454,17 @@ class _Reads:
     """What a clip reads once it knows its frames, started together: cached GOPs, the others' code, stored crops."""
 
     entries: dict[int, _Gop | None]  # per GOP of the clip: the cached one, else None
-    code: Future[Any] | None  # code rows of the uncached GOPs after the first (the first is ``_head``'s)
+    code: Future[dict[int, _Gop]] | None  # the uncached GOPs after the first (the first is ``_head``'s)
     crops: Future[Any] | None  # stored crops of the frames after the first that the cache cannot serve
+    stored_crops: bool  # False: P-frames are rebuilt, never served from crops (stored or cached)
+
+
+def _read_gops(store: Store, video: Video, gops: list[int]) -> dict[int, _Gop]:
+    """The stored code of ``gops``, one ``_Gop`` each."""
+    by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g in gops}
+    for r in store.frames(video, col("gop").isin(gops), CODE_COLUMNS).to_pylist():
+        by_gop[r["gop"]].append(r)
+    return {g: _Gop(sorted(rows, key=lambda r: r["pos"])) for g, rows in by_gop.items()}
 
 
 def _start_reads(store: Store, video: Video, span: list[dict[str, Any]], stored_crops: bool) -> _Reads:
@@ -467,12 +475,12 @@ def _start_reads(store: Store, video: Video, span: list[dict[str, Any]], stored_
 
     def cached(r: dict[str, Any]) -> bool:
         e = entries[r["gop"]]
-        return e is not None and (r["pos"] < len(e.frames) or r["pos"] in e.crops)
+        return e is not None and (r["pos"] < len(e.frames) or r["pos"] in e.crops)  # (only asked with stored crops)
 
     crop_ms = [r["ms"] for r in span[1:] if not cached(r)] if stored_crops else []  # frames without crops return none
-    code = _POOL.submit(store.frames, video, col("gop").isin(missing), CODE_COLUMNS) if missing else None
+    code = _POOL.submit(_read_gops, store, video, missing) if missing else None
     crops = _POOL.submit(store.crops, video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
-    return _Reads(entries, code, crops)
+    return _Reads(entries, code, crops, stored_crops)
 
 
 def _load(video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head: Future[_Gop], reads: _Reads,
@@ -496,17 +504,13 @@ def _load(video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head:
     keys = {g: (video.key, video.ingest_id, g) for g in gops}
     entries = reads.entries  # the first GOP comes from ``head``
     if reads.code is not None:
-        by_gop: dict[int, list[dict[str, Any]]] = {g: [] for g, e in entries.items() if e is None and g != gops[0]}
-        for r in reads.code.result().to_pylist():
-            by_gop[r["gop"]].append(r)
-        for g, got_rows in by_gop.items():
-            entries[g] = _Gop(sorted(got_rows, key=lambda r: r["pos"]))
+        entries.update(reads.code.result())
     stored = {(r["gop"], r["pos"]): r for r in reads.crops.result().to_pylist()} if reads.crops is not None else {}
     decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
 
     def ready(g: int, pos: int) -> bool:  # served without stored crops
         e = entries[g]
-        return pos <= full[g] or (e is not None and (pos < len(e.frames) or pos in e.crops))
+        return pos <= full[g] or (e is not None and (pos < len(e.frames) or (reads.stored_crops and pos in e.crops)))
 
     def jobs_of(gs: list[int]) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
         """Rebuilds (longest first) and crop decodes still to do in GOPs ``gs``."""
@@ -606,7 +610,7 @@ def get_clip(
     # now, and the reads of the other GOPs' code and of the stored crops, beside the frame rows.
     head = _POOL.submit(_head, store, video, first["gop"], first["pos"])
     reads = _start_reads(store, video, span, stored_crops)
-    rows = _rows(store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), ROW_COLUMNS))
+    rows = _frame_rows(store.frames(video, (col("ms") >= lit(first["ms"])) & (col("ms") < lit(end_ms)), ROW_COLUMNS))
     frames, codes = _load(video, rows, plan, grid, head, reads, cancelled)
     model_cells = model.cells
     for i, f in enumerate(frames):

@@ -251,3 +251,20 @@ def test_the_pngs_of_a_package_are_its_images_and_are_not_encoded_again(indexed,
     again = get_clip(store, "default", key, start + 120, start + 4000, 4000)
     assert again.pngs() == pngs and not encoded  # the same moments: from the cache
     assert get_clip(store, "default", key, start + 120, start + 4000, 4000).pngs(compress_level=6) and encoded  # another level
+
+
+def test_without_stored_crops_the_p_frames_are_rebuilt_even_when_crops_are_cached(indexed):
+    from videomemory.retrieval.clips import GOPS
+
+    store, key, _ = indexed
+    video = store.get_video("default", key)
+    start = _mid_gop_start(store, key)
+    GOPS.clear()
+    a = get_clip(store, "default", key, start, start + 8000, 100_000)  # serves P-frames from stored crops
+    b = get_clip(store, "default", key, start, start + 8000, 100_000, stored_crops=False)
+    assert _packages_pixels(a) == _packages_pixels(b)
+    sent = [p.frame.ms for p in b.parts if p.crops]
+    rows = {r["ms"]: r for r in store.frame_times(video).to_pylist()}
+    for ms in sent:  # each was rebuilt from the code, not taken from the crops the first clip cached
+        gop = GOPS.get((key, video.ingest_id, rows[ms]["gop"]))
+        assert gop is not None and rows[ms]["pos"] < len(gop.frames)
