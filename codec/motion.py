@@ -16,6 +16,10 @@ Two searches share the cost and the tie-break, so they can be compared block by 
 
 All arithmetic is integer (or float32 on integers small enough to be exact), and every selection
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
+
+Both searches exist twice: batched torch ops over all blocks here (``*_torch``, what CUDA runs),
+and block-by-block kernels compiled with numba in ``codec.motion_cpu`` (what the CPU runs, 4-7x
+faster there). The kernels reproduce the torch versions bit for bit, which tests check.
 """
 
 from __future__ import annotations
@@ -139,7 +143,20 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 
 def exhaustive_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int) -> MotionField:
-    """Reference search: every integer vector in [-radius, radius]^2 for every block."""
+    """Reference search: every integer vector in [-radius, radius]^2 for every block.
+
+    On the CPU it runs compiled, block by block with early-terminated SADs (``codec.motion_cpu``),
+    elsewhere as whole-frame shifts in torch (``exhaustive_search_torch``); both give the same field.
+    """
+    if cur.device.type != "cpu":
+        return exhaustive_search_torch(cur, ref, radius, lam)
+    from videomemory.codec import motion_cpu  # imports this module's constants
+
+    return motion_cpu.exhaustive_search(cur, ref, radius, lam)
+
+
+def exhaustive_search_torch(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int) -> MotionField:
+    """The exhaustive search as one whole-frame shift per vector in torch (CUDA; the CPU kernel's reference)."""
     _, h, w = cur.shape
     by, bx, r = h // BLOCK, w // BLOCK, radius
     dev = cur.device
@@ -427,7 +444,32 @@ def _neighbours(d: torch.Tensor, by: int, bx: int) -> torch.Tensor:
 def fast_search(
     cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None
 ) -> MotionField:
-    """Coarse-to-fine search with predictors; matches the exhaustive cost on almost every block."""
+    """Coarse-to-fine search with predictors; matches the exhaustive cost on almost every block.
+
+    On the CPU it runs compiled (``codec.motion_cpu``), elsewhere as batched torch ops
+    (``fast_search_torch``); both give the same field.
+    """
+    if cur.device.type != "cpu":
+        return fast_search_torch(cur, ref, radius, lam, prior)
+    from videomemory.codec import motion_cpu  # imports this module's constants
+
+    return motion_cpu.fast_search(cur, ref, radius, lam, prior)
+
+
+def stage_lambdas(lam: int) -> tuple[int, ...]:
+    """Lambda of each fast-search stage in its level's units (see ``codec.motion_cpu.search``)."""
+    return (
+        _lambda(lam, 8, 6, 4 * 64),  # the 1/8 neighbourhood search
+        _lambda(lam, 4, 6, 4 * 16), _lambda(lam, 2, 10, 4 * 4), _lambda(lam, 1, 16, 4),  # refine, ring 1/1/0
+        _lambda(lam, 4, 4, 4 * 16),  # the rescue's window search at 1/4
+        _lambda(lam, 2, 8, 4 * 4), _lambda(lam, 1, 16, 4),  # its refinements, ring 0
+    )
+
+
+def fast_search_torch(
+    cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None
+) -> MotionField:
+    """The fast search as batched torch ops over all blocks (CUDA; the reference of the CPU kernel)."""
     _, h, w = cur.shape
     by, bx = h // BLOCK, w // BLOCK
     dev = cur.device

@@ -1,0 +1,459 @@
+"""The fast motion search of ``codec.motion``, compiled for the CPU with numba.
+
+The same algorithm as ``codec.motion.fast_search_torch`` (which runs batched on CUDA): the same
+candidates at every level, the same integer costs and the same unique ordering key, so both give
+identical fields; tests/codec/test_motion_cpu.py checks that block for block, as x264's checkasm
+checks its assembly against C. The torch version evaluates every candidate of every block in one
+tensor op per step, which on a CPU streams each intermediate through memory; here each block is
+searched to the end while its pixels are in cache, each exact cost is computed once per block
+(predictors, neighbours and the polish repeat many vectors), and SADs vectorise.
+
+Every function is compiled on first use and cached next to this file (``cache=True``), and
+releases the GIL (``nogil=True``), so encoder threads search side by side.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+from videomemory.codec import motion
+from videomemory.codec.config import BLOCK
+
+_JIT = dict(cache=True, nogil=True, boundscheck=False)
+_KEY_BITS = 10
+_OFF = 256  # _MAX_RADIUS + 1 of codec.motion
+_INF = np.iinfo(np.int64).max
+_CACHE = 64  # exact costs remembered per block (the search asks for at most 34 distinct vectors)
+
+
+@numba.njit(**_JIT)
+def _key(cost: int, dy: int, dx: int) -> int:
+    """codec.motion._key for one vector: cost, then |d|_1, dy, dx."""
+    tie = (((abs(dy) + abs(dx)) << _KEY_BITS | (dy + _OFF)) << _KEY_BITS) | (dx + _OFF)
+    return (np.int64(cost) << (3 * _KEY_BITS)) | tie
+
+
+@numba.njit(**_JIT)
+def _pad(x: np.ndarray, p: int, c: int) -> np.ndarray:
+    """Edge-replicate a frame by ``p`` px; ``x`` is (H, W * c), ``c`` channels interleaved per px."""
+    h, wc = x.shape
+    out = np.empty((h + 2 * p, wc + 2 * p * c), x.dtype)
+    for y in range(h):
+        row, dst = x[y], out[p + y]
+        for xx in range(p):
+            for ch in range(c):
+                dst[xx * c + ch] = row[ch]
+                dst[(p + xx) * c + wc + ch] = row[wc - c + ch]
+        dst[p * c : p * c + wc] = row
+    for y in range(p):
+        out[y] = out[p]
+        out[p + h + y] = out[p + h - 1]
+    return out
+
+
+@numba.njit(**_JIT)
+def _pyramid(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer luma R + 2G + B of an (H, 3W) RGB frame at full, 1/2, 1/4 and 1/8 resolution
+    (each px of a level sums 2x2 px of the one above)."""
+    h, w = img.shape[0], img.shape[1] // 3
+    y0 = np.empty((h, w), np.int32)
+    for y in range(h):
+        row = img[y]
+        for x in range(w):
+            y0[y, x] = np.int32(row[3 * x]) + 2 * np.int32(row[3 * x + 1]) + np.int32(row[3 * x + 2])
+    levels = [y0]
+    for _ in range(3):
+        a = levels[-1]
+        hh, ww = a.shape[0] // 2, a.shape[1] // 2
+        b = np.empty((hh, ww), np.int32)
+        for y in range(hh):
+            for x in range(ww):
+                b[y, x] = a[2 * y, 2 * x] + a[2 * y, 2 * x + 1] + a[2 * y + 1, 2 * x] + a[2 * y + 1, 2 * x + 1]
+        levels.append(b)
+    return levels[0], levels[1], levels[2], levels[3]
+
+
+@numba.njit(**_JIT)
+def _sad(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, s: int, bound: int) -> int:
+    """SAD of the s x s window of luma ``cur`` at (cy, cx) against ``ref`` at (ry, rx); once the
+    sum passes ``bound`` it stops and returns the partial sum (still above ``bound``)."""
+    total = 0
+    for u in range(s):
+        a = cur[cy + u, cx : cx + s]
+        b = ref[ry + u, rx : rx + s]
+        row = 0
+        for v in range(s):
+            row += abs(a[v] - b[v])
+        total += row
+        if total > bound:
+            break
+    return total
+
+
+@numba.njit(**_JIT)
+def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, bound: int) -> int:
+    """SAD over the 16 x 16 x 3 RGB values of a block of (H, 3W) ``cur`` at px (cy, cx) against
+    ``ref``; stops early, as ``_sad``, once past ``bound``."""
+    n = 3 * BLOCK
+    total = 0
+    for u in range(BLOCK):
+        a = cur[cy + u, 3 * cx : 3 * cx + n]
+        b = ref[ry + u, 3 * rx : 3 * rx + n]
+        row = 0
+        for v in range(n):
+            p, q = a[v], b[v]
+            row += np.int32(max(p, q) - min(p, q))
+        total += row
+        if total > bound:
+            break
+    return total
+
+
+@numba.njit(**_JIT)
+def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: int) -> None:
+    """Insert (key, vector) into the ascending top list ``keys[:n]`` if it is among the ``n`` least."""
+    if key >= keys[n - 1]:
+        return
+    j = n - 1
+    while j > 0 and keys[j - 1] > key:
+        keys[j] = keys[j - 1]
+        vecs[j] = vecs[j - 1]
+        j -= 1
+    keys[j] = key
+    vecs[j, 0] = dy
+    vecs[j, 1] = dx
+
+
+@numba.njit(**_JIT)
+def _coarse(cur3, ref3, r, lam, active, top):
+    """Exhaustive 1/8-level search over +-r of each block's 3x3 neighbourhood -> (By*Bx, top, 2).
+
+    cur3: (H/8, W/8); ref3 padded by r. Block costs sum 2x2 level px, and each block's cost
+    sums its 3x3 neighbours (zero outside the frame), as codec.motion._coarse does.
+    """
+    h, w = cur3.shape
+    by, bx = h // 2, w // 2
+    nb = by * bx
+    keys = np.full((nb, top), _INF, np.int64)
+    vecs = np.zeros((nb, top, 2), np.int64)
+    blk = np.zeros((by + 2, bx + 2), np.int32)
+    rows = np.zeros((by + 2, bx), np.int32)
+    t = np.empty(w, np.int32)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            for y in range(by):
+                c0, c1 = cur3[2 * y], cur3[2 * y + 1]
+                r0, r1 = ref3[r + dy + 2 * y, r + dx : r + dx + w], ref3[r + dy + 2 * y + 1, r + dx : r + dx + w]
+                for x in range(w):
+                    t[x] = abs(c0[x] - r0[x]) + abs(c1[x] - r1[x])
+                for x in range(bx):
+                    blk[y + 1, x + 1] = t[2 * x] + t[2 * x + 1]
+            for y in range(by + 2):
+                for x in range(bx):
+                    rows[y, x] = blk[y, x] + blk[y, x + 1] + blk[y, x + 2]
+            pen = lam * (abs(dy) + abs(dx))
+            for y in range(by):
+                for x in range(bx):
+                    b = y * bx + x
+                    cost = np.int64(rows[y, x] + rows[y + 1, x] + rows[y + 2, x]) + pen
+                    if active[b] and (cost << (3 * _KEY_BITS)) < keys[b, top - 1]:
+                        _insert(keys[b], vecs[b], top, _key(cost, dy, dx), dy, dx)
+    return vecs
+
+
+@numba.njit(**_JIT)
+def _refine_block(curp, refp, oy, ox, size, ring, lam, limit, pad, cpad, centers, k, keep, out):
+    """codec.motion._refine for one block: +-1 around ``centers[:k]`` (level px) on one luma level.
+
+    curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
+    px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2).
+    """
+    s = size + 2 * ring
+    keys = np.full(keep, _INF, np.int64)
+    for c in range(k):
+        for a in range(-1, 2):
+            for b in range(-1, 2):
+                dy, dx = centers[c, 0] + a, centers[c, 1] + b
+                if abs(dy) > limit or abs(dx) > limit:
+                    continue
+                pen = lam * (abs(dy) + abs(dx))
+                # Past the keep-th cost so far it cannot enter: stop summing there.
+                bound = (keys[keep - 1] >> (3 * _KEY_BITS)) - pen
+                sad = _sad(curp, cpad + oy - ring, cpad + ox - ring, refp, pad + oy - ring + dy, pad + ox - ring + dx,
+                           s, bound)
+                _insert(keys, out, keep, _key(sad + pen, dy, dx), dy, dx)
+
+
+@numba.njit(**_JIT)
+def _exact(cur, refp, pad, lam, b, oy, ox, dy, dx, cvec, ckey, cn, best):
+    """Exact RGB key of vector (dy, dx) for block ``b``, remembered per block; a vector that
+    cannot beat key ``best`` may get a lower bound above it instead (not remembered)."""
+    for i in range(cn[b]):
+        if cvec[b, i, 0] == dy and cvec[b, i, 1] == dx:
+            return ckey[b, i]
+    pen = lam * (abs(dy) + abs(dx))
+    bound = (best >> (3 * _KEY_BITS)) - pen
+    sad = _sad_rgb(cur, oy, ox, refp, pad + oy + dy, pad + ox + dx, bound)
+    key = _key(sad + pen, dy, dx)
+    i = cn[b]
+    if sad <= bound and i < cvec.shape[1]:
+        cvec[b, i, 0] = dy
+        cvec[b, i, 1] = dx
+        ckey[b, i] = key
+        cn[b] = i + 1
+    return key
+
+
+@numba.njit(**_JIT)
+def _half(v: int) -> int:
+    """v / 2 rounded toward zero (torch.div(..., rounding_mode="trunc"))."""
+    return v // 2 if v >= 0 else -((-v) // 2)
+
+
+@numba.njit(**_JIT)
+def _window_block(curp, cpad, refp, pad, oy, ox, r, lam, top, out):
+    """codec.motion._window_search for one block at 1/4: every vector in +-r, own 4x4 px only.
+
+    For each row of vectors the 2r+1 SADs are summed side by side, one block pixel at a time,
+    which vectorises over dx.
+    """
+    size = BLOCK // 4
+    n = 2 * r + 1
+    keys = np.full(top, _INF, np.int64)
+    acc = np.empty(n, np.int32)
+    for dy in range(-r, r + 1):
+        acc[:] = 0
+        for u in range(size):
+            row = refp[pad + oy + dy + u, pad + ox - r : pad + ox + r + size]
+            for v in range(size):
+                c = curp[cpad + oy + u, cpad + ox + v]
+                for j in range(n):
+                    acc[j] += abs(row[v + j] - c)
+        for j in range(n):
+            dx = j - r
+            pen = lam * (abs(dy) + abs(dx))
+            if (np.int64(acc[j] + pen) << (3 * _KEY_BITS)) < keys[top - 1]:
+                _insert(keys, out, top, _key(acc[j] + pen, dy, dx), dy, dx)
+
+
+@numba.njit(**_JIT)
+def _levels(cur, ref, radius):
+    """Luma pyramids: the current frame's padded by 1 (the ring), the reference's by each level's reach."""
+    yc, yr = _pyramid(cur), _pyramid(ref)
+    lpad = (radius + 3, radius // 2 + 3, radius // 4 + 3, radius // 8 + 3)  # limit, ring and the +-1 step
+    yrp = (_pad(yr[0], lpad[0], 1), _pad(yr[1], lpad[1], 1), _pad(yr[2], lpad[2], 1), _pad(yr[3], lpad[3], 1))
+    ycp = (_pad(yc[0], 1, 1), _pad(yc[1], 1, 1), _pad(yc[2], 1, 1), _pad(yc[3], 1, 1))
+    return ycp, yrp, lpad
+
+
+@numba.njit(**_JIT)
+def _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, out):
+    """Refine one block's candidates at 1/4, 1/2 and full resolution -> ``out`` (keep, 2) px."""
+    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+    n_coarse = coarse.shape[1]
+    k = n_coarse + 1 + (1 if has_prior else 0)
+    src = np.zeros((max(k, keep), 2), np.int64)
+    for c in range(n_coarse):
+        src[c, 0], src[c, 1] = 2 * coarse[b, c, 0], 2 * coarse[b, c, 1]
+    src[n_coarse, 0], src[n_coarse, 1] = 0, 0
+    if has_prior:  # floor division, as torch.div(..., rounding_mode="floor")
+        src[n_coarse + 1, 0], src[n_coarse + 1, 1] = prior[b, 0] // 4, prior[b, 1] // 4
+    for level in (2, 1, 0):
+        scale = 1 << level
+        ring = 1 if level else 0
+        _refine_block(ycp[level], yrp[level], oy // scale, ox // scale, BLOCK // scale, ring, lams[3 - level],
+                      radius // scale, lpad[level], 1, src, k, keep, out)
+        k = keep
+        for c in range(keep):
+            f = 2 if level else 1
+            src[c, 0], src[c, 1] = f * out[c, 0], f * out[c, 1]
+    out[:keep] = src[:keep]
+
+
+@numba.njit(**_JIT)
+def _choose(cur, refp, pad, lam, b, cands, n, cvec, ckey, cn):
+    """The least exact key among ``cands[:n]`` for block ``b`` -> (key, dy, dx)."""
+    bx = cur.shape[1] // (3 * BLOCK)
+    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+    best, bdy, bdx = _INF, 0, 0
+    for c in range(n):
+        dy, dx = cands[c, 0], cands[c, 1]
+        key = _exact(cur, refp, pad, lam, b, oy, ox, dy, dx, cvec, ckey, cn, best)
+        if key < best:
+            best, bdy, bdx = key, dy, dx
+    return best, bdy, bdx
+
+
+@numba.njit(**_JIT)
+def _ring(cands, start, vy, vx, radius, centre):
+    """Write the 8 vectors around (vy, vx), clamped to the window, from ``cands[start]`` on; with
+    ``centre`` the vector itself first. Returns the next free row."""
+    j = start
+    if centre:
+        cands[j, 0], cands[j, 1] = vy, vx
+        j += 1
+    for a in range(-1, 2):
+        for b in range(-1, 2):
+            if a or b:
+                cands[j, 0] = min(max(vy + a, -radius), radius)
+                cands[j, 1] = min(max(vx + b, -radius), radius)
+                j += 1
+    return j
+
+
+@numba.njit(**_JIT)
+def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, b, vec, best_key, cvec, ckey, cn):
+    """codec.motion._rescue for one block: a block-only window search at 1/4, refined, decided exactly."""
+    bx = cur.shape[1] // (3 * BLOCK)
+    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+    r2 = radius // 4
+    win = np.zeros((top, 2), np.int64)
+    _window_block(ycp[2], 1, yrp[2], lpad[2], oy // 4, ox // 4, r2, lams[4], top, win)
+    win *= 2
+    mid = np.zeros((keep[0], 2), np.int64)
+    _refine_block(ycp[1], yrp[1], oy // 2, ox // 2, BLOCK // 2, 0, lams[5], radius // 2, lpad[1], 1, win, top,
+                  keep[0], mid)
+    mid *= 2
+    cands = np.zeros((max(keep[1] + 1, 9), 2), np.int64)
+    _refine_block(ycp[0], yrp[0], oy, ox, BLOCK, 0, lams[6], radius, lpad[0], 1, mid, keep[0], keep[1], cands)
+    cands[keep[1], 0], cands[keep[1], 1] = vec[b, 0], vec[b, 1]
+    _, cy, cx = _choose(cur, refp, pad, lam, b, cands, keep[1] + 1, cvec, ckey, cn)
+    _ring(cands, 0, cy, cx, radius, True)  # then exact +-1 around the decision
+    best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
+
+
+@numba.njit(**_JIT)
+def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds,
+           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share):
+    """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
+
+    ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
+    full resolution, the rescue's window search, and its refinements at 1/2 and full resolution.
+    Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
+    """
+    h, w = cur.shape[0], cur.shape[1] // 3
+    by, bx = h // BLOCK, w // BLOCK
+    nb = by * bx
+    pad = radius + 2
+    refp = _pad(ref, pad, 3)
+    vec = np.zeros((nb, 2), np.int64)
+    best_key = np.zeros(nb, np.int64)
+    active = np.zeros(nb, np.bool_)
+    for b in range(nb):
+        oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+        active[b] = _sad_rgb(cur, oy, ox, refp, pad + oy, pad + ox, 0) > 0
+    if not active.any():
+        return vec, best_key, active
+
+    ycp, yrp, lpad = _levels(cur, ref, radius)
+    r3 = radius // 8
+    coarse = _coarse(ycp[3][1:-1, 1:-1], yrp[3][lpad[3] - r3 : yrp[3].shape[0] - lpad[3] + r3,
+                                                lpad[3] - r3 : yrp[3].shape[1] - lpad[3] + r3],
+                     r3, lams[0], active, n_coarse)
+    cvec = np.zeros((nb, _CACHE, 2), np.int64)  # the exact keys computed so far, per block
+    ckey = np.zeros((nb, _CACHE), np.int64)
+    cn = np.zeros(nb, np.int64)
+    cands = np.zeros((16, 2), np.int64)
+    for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
+        if active[b]:
+            _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, cands)
+            cands[keep, 0], cands[keep, 1] = 0, 0
+            cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
+            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
+                                                        cvec, ckey, cn)
+
+    for _ in range(rounds):  # adopt a neighbour's winner: every block at once, from the last field
+        old = vec.copy()
+        for b in range(nb):
+            if active[b]:
+                y, x = b // bx, b % bx
+                for j, nbr in enumerate((b, b - bx if y > 0 else b, b + bx if y < by - 1 else b,
+                                         b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b)):
+                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
+                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 5, cvec, ckey, cn)
+
+    for b in range(nb):  # polish: the winner, its 8 neighbouring vectors and 5 shorter ones
+        if active[b]:
+            vy, vx = vec[b, 0], vec[b, 1]
+            hy, hx = _half(vy), _half(vx)
+            j = _ring(cands, 0, vy, vx, radius, True)
+            for sy, sx in ((vy, 0), (0, vx), (hy, hx), (vy, hx), (hy, vx)):
+                cands[j, 0], cands[j, 1] = sy, sx
+                j += 1
+            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, j, cvec, ckey, cn)
+
+    # Rescue: blocks far above a noise floor and the frame's median get a block-only search.
+    costs = np.sort(best_key[active] >> (3 * _KEY_BITS))
+    floor = max(rescue_cost, rescue_median * costs[(costs.shape[0] - 1) // 2])  # the lower median
+    hard = active & ((best_key >> (3 * _KEY_BITS)) > floor)
+    m = hard.sum()
+    if 0 < m <= rescue_share * nb:
+        top = min(rescue_top, (2 * (radius // 4) + 1) ** 2)
+        for b in range(nb):
+            if hard[b]:
+                _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, rescue_keep, lam, b, vec, best_key,
+                              cvec, ckey, cn)
+    return vec, best_key, active
+
+
+
+@numba.njit(**_JIT)
+def exhaustive(cur, ref, radius, lam):
+    """Every vector in +-radius for every block of (H, 3W) frames -> (vectors (By*Bx, 2), keys)."""
+    h, w = cur.shape[0], cur.shape[1] // 3
+    by, bx = h // BLOCK, w // BLOCK
+    refp = _pad(ref, radius, 3)
+    vec = np.zeros((by * bx, 2), np.int64)
+    best_key = np.zeros(by * bx, np.int64)
+    for b in range(by * bx):
+        oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+        best = _INF
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                pen = lam * (abs(dy) + abs(dx))
+                bound = (best >> (3 * _KEY_BITS)) - pen
+                if bound < 0:
+                    continue
+                sad = _sad_rgb(cur, oy, ox, refp, radius + oy + dy, radius + ox + dx, bound)
+                if sad <= bound:
+                    key = _key(sad + pen, dy, dx)
+                    if key < best:
+                        best, vec[b, 0], vec[b, 1] = key, dy, dx
+        best_key[b] = best
+    return vec, best_key
+
+
+def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
+                prior: motion.MotionField | None = None) -> motion.MotionField:
+    """codec.motion.fast_search on CPU tensors (3, H, W) uint8, compiled."""
+    _, h, w = cur.shape
+    by, bx = h // BLOCK, w // BLOCK
+    has_prior = prior is not None
+    pv = (prior.vectors.reshape(-1, 2).to(torch.int64).numpy() if has_prior
+          else np.zeros((by * bx, 2), np.int64))
+    n_coarse = min(motion._COARSE_TOP, (2 * (radius // 8) + 1) ** 2)
+    vec, key, active = search(
+        _rows(cur), _rows(ref), radius, lam, pv, has_prior,
+        np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
+        motion._RESCUE_COST, motion._RESCUE_MEDIAN, motion._RESCUE_TOP, np.array(motion._RESCUE_KEEP, np.int64),
+        motion._RESCUE_SHARE,
+    )
+    act = torch.from_numpy(active)
+    return motion._field(torch.from_numpy(vec)[act], torch.from_numpy(key)[act], act, by, bx, lam)
+
+
+
+def exhaustive_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int) -> motion.MotionField:
+    """codec.motion.exhaustive_search on CPU tensors (3, H, W) uint8, compiled."""
+    _, h, w = cur.shape
+    vec, key = exhaustive(_rows(cur), _rows(ref), radius, lam)
+    return motion._field(torch.from_numpy(vec), torch.from_numpy(key), torch.ones(len(key), dtype=torch.bool),
+                         h // BLOCK, w // BLOCK, lam)
+
+
+def _rows(frame: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) uint8 tensor as the (H, 3W) interleaved array the kernels read."""
+    _, h, w = frame.shape
+    return frame.permute(1, 2, 0).contiguous().numpy().reshape(h, 3 * w)

@@ -1,0 +1,102 @@
+"""The compiled CPU kernels give the torch searches' fields bit for bit (x264's checkasm, for motion).
+
+CUDA runs the torch versions and the CPU the kernels, so these identities are what makes a field
+independent of where it was computed. Each case compares vectors and costs block for block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.transform import resize
+
+from videomemory.codec import motion_cpu
+from videomemory.codec.config import MotionConfig
+from videomemory.codec.motion import (
+    MotionField,
+    as_tensor,
+    exhaustive_search,
+    exhaustive_search_torch,
+    fast_search,
+    fast_search_torch,
+)
+
+LAM = MotionConfig().lam
+
+
+def assert_same(a: MotionField, b: MotionField) -> None:
+    differ = (a.vectors != b.vectors).any(-1) | (a.cost != b.cost)
+    assert not bool(differ.any()), f"{int(differ.sum())} of {differ.numel()} blocks differ, first at {differ.nonzero()[0].tolist()}"
+    assert torch.equal(a.sad, b.sad)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return (resize(data.coffee(), (700, 900), anti_aliasing=True) * 255).round().astype(np.uint8)
+
+
+def pair(photo: np.ndarray, dy: int, dx: int, h: int, w: int, seed: int = 0, noise: int = 2):
+    rng = np.random.default_rng(seed)
+    ref = photo[100 : 100 + h, 150 : 150 + w]
+    cur = photo[100 - dy : 100 - dy + h, 150 - dx : 150 - dx + w].copy()
+    cur[h // 3 : h // 3 + 24, w // 3 : w // 3 + 24] = photo[20:44, 30:54]  # an object, no match
+    jitter = rng.integers(-noise, noise + 1, cur.shape)
+    return as_tensor(np.clip(cur.astype(np.int16) + jitter, 0, 255).astype(np.uint8)), as_tensor(ref.copy())
+
+
+@pytest.mark.parametrize(
+    ("dy", "dx", "h", "w", "radius"),
+    [(3, -5, 64, 96, 16), (-21, 37, 256, 256, 64), (9, 2, 128, 192, 24), (0, 1, 96, 64, 8), (2, -3, 64, 64, 5),
+     (-13, 11, 160, 128, 21)],
+)
+def test_fast_kernel_equals_the_torch_search(photo, dy, dx, h, w, radius):
+    """Shapes, radii that are no multiple of 8 (or below it, where the 1/8 level holds one vector),
+    an object with no match (the rescue), and the prior."""
+    cur, ref = pair(photo, dy, dx, h, w)
+    first = fast_search_torch(cur, ref, radius, LAM)
+    assert_same(motion_cpu.fast_search(cur, ref, radius, LAM), first)
+    cur2, _ = pair(photo, 2 * dy, 2 * dx, h, w, seed=1)
+    assert_same(motion_cpu.fast_search(cur2, cur, radius, LAM, prior=first),
+                fast_search_torch(cur2, cur, radius, LAM, prior=first))
+
+
+def test_fast_kernel_equals_the_torch_search_on_generated_video(tmp_path):
+    """Consecutive sampled frames of every motion class at 512x512, each with the previous field as
+    prior, as the encoder calls it."""
+    from videomemory.bench import synth
+    from videomemory.codec.decode import sample_frames
+
+    size = (512, 512)
+    for name in ("mixed", "objects"):
+        truth = synth.write_video(tmp_path / f"{name}.mp4", synth.preset(name, size, 6.0, seed=3), size, 10.0, seed=3)
+        frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
+        prior = None
+        for cur, ref in zip(frames[1:], frames):
+            expected = fast_search_torch(cur, ref, 64, LAM, prior)
+            assert_same(fast_search(cur, ref, 64, LAM, prior), expected)
+            prior = expected
+
+
+def test_static_and_flat_frames(photo):
+    cur, _ = pair(photo, 0, 0, 64, 64)
+    assert_same(motion_cpu.fast_search(cur, cur, 16, LAM), fast_search_torch(cur, cur, 16, LAM))
+    flat = torch.full((3, 64, 96), 128, dtype=torch.uint8)
+    lit = flat.clone()
+    lit[:, 10:20, 40:50] += 3
+    assert_same(motion_cpu.fast_search(lit, flat, 16, LAM), fast_search_torch(lit, flat, 16, LAM))
+
+
+@pytest.mark.parametrize(("dy", "dx", "radius"), [(4, -7, 12), (-9, 3, 9)])
+def test_exhaustive_kernel_equals_the_torch_search(photo, dy, dx, radius):
+    cur, ref = pair(photo, dy, dx, 64, 96)
+    assert_same(exhaustive_search(cur, ref, radius, LAM), exhaustive_search_torch(cur, ref, radius, LAM))
+
+
+def test_the_cpu_dispatches_to_the_kernels(photo, monkeypatch):
+    cur, ref = pair(photo, 1, 1, 64, 64)
+    monkeypatch.setattr(motion_cpu, "fast_search", lambda *a: "kernel")
+    monkeypatch.setattr(motion_cpu, "exhaustive_search", lambda *a: "exhaustive kernel")
+    assert fast_search(cur, ref, 8, LAM) == "kernel"
+    assert exhaustive_search(cur, ref, 8, LAM) == "exhaustive kernel"
