@@ -138,6 +138,8 @@ def _coarse(cur3, ref3, r, lam, active, top):
     nb = by * bx
     keys = np.full((nb, top), _INF, np.int64)
     vecs = np.zeros((nb, top, 2), np.int64)
+    # The cost a vector must not exceed to enter a block's list (-1: inactive, never).
+    enter = np.where(active, np.int64(_INF >> (3 * _KEY_BITS)), np.int64(-1))
     blk = np.zeros((by + 2, bx + 2), np.int32)
     rows = np.zeros((by + 2, bx), np.int32)
     t = np.empty(w, np.int32)
@@ -158,32 +160,75 @@ def _coarse(cur3, ref3, r, lam, active, top):
                 for x in range(bx):
                     b = y * bx + x
                     cost = np.int64(rows[y, x] + rows[y + 1, x] + rows[y + 2, x]) + pen
-                    if active[b] and (cost << (3 * _KEY_BITS)) < keys[b, top - 1]:
+                    if cost <= enter[b]:
                         _insert(keys[b], vecs[b], top, _key(cost, dy, dx), dy, dx)
+                        enter[b] = keys[b, top - 1] >> (3 * _KEY_BITS)
     return vecs
 
 
 @numba.njit(**_JIT)
-def _refine_block(curp, refp, oy, ox, size, ring, lam, limit, pad, cpad, centers, k, keep, out):
+def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, centers, k, keep, out, memo):
     """codec.motion._refine for one block: +-1 around ``centers[:k]`` (level px) on one luma level.
 
     curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
-    px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2).
+    px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2). Rings of
+    nearby centers overlap: ``memo`` (a ``_Memo`` of this level) computes each vector once.
     """
-    s = size + 2 * ring
+    s = size + 2 * ring_px
     keys = np.full(keep, _INF, np.int64)
+    stamp, memo_key = memo[0], memo[1]
+    memo_key[0, 0] += 1  # this call's stamp (cell (0, 0) holds the counter; vectors start at 1)
+    gen = memo_key[0, 0]
+    ring = np.empty(9, np.int64)
     for c in range(k):
-        for a in range(-1, 2):
-            for b in range(-1, 2):
-                dy, dx = centers[c, 0] + a, centers[c, 1] + b
-                if abs(dy) > limit or abs(dx) > limit:
-                    continue
+        cy, cx = centers[c, 0], centers[c, 1]
+        fresh = abs(cy) < limit and abs(cx) < limit and stamp[1 + limit + cy, 1 + limit + cx] != gen
+        if fresh:  # a center seen for the first time: its 9 SADs in one pass over the window
+            _ring9(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
+                   pad + ox - ring_px + cx - 1, s, ring)
+        for j in range(9):
+            dy, dx = cy + j // 3 - 1, cx + j % 3 - 1
+            if abs(dy) > limit or abs(dx) > limit:
+                continue
+            my, mx = 1 + limit + dy, 1 + limit + dx
+            if stamp[my, mx] == gen:  # seen in this call: the same key again (torch keeps repeats)
+                key = memo_key[my, mx]
+            else:
                 pen = lam * (abs(dy) + abs(dx))
-                # Past the keep-th cost so far it cannot enter: stop summing there.
-                bound = (keys[keep - 1] >> (3 * _KEY_BITS)) - pen
-                sad = _sad(curp, cpad + oy - ring, cpad + ox - ring, refp, pad + oy - ring + dy, pad + ox - ring + dx,
-                           s, bound)
-                _insert(keys, out, keep, _key(sad + pen, dy, dx), dy, dx)
+                if fresh:
+                    sad = ring[j]
+                else:
+                    # Past the keep-th cost so far it cannot enter: stop summing there. A partial
+                    # sum stays above every later bound, as the keep-th cost only falls.
+                    bound = (keys[keep - 1] >> (3 * _KEY_BITS)) - pen
+                    sad = _sad(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + dy,
+                               pad + ox - ring_px + dx, s, bound)
+                key = _key(sad + pen, dy, dx)
+                stamp[my, mx], memo_key[my, mx] = gen, key
+            _insert(keys, out, keep, key, dy, dx)
+
+
+@numba.njit(**_JIT)
+def _ring9(cur, cy, cx, ref, ry, rx, s, out):
+    """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
+    -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine."""
+    out[:] = 0
+    for u in range(s):
+        c = cur[cy + u, cx : cx + s]
+        for a in range(3):
+            r = ref[ry + a + u, rx : rx + s + 2]
+            for b in range(3):
+                t = 0
+                for v in range(s):
+                    t += abs(c[v] - r[v + b])
+                out[3 * a + b] += t
+
+
+@numba.njit(**_JIT)
+def _memo(limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys seen per vector in +-limit, stamped per ``_refine_block`` call (no clearing between blocks)."""
+    n = 2 * limit + 3
+    return np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
 
 
 @numba.njit(**_JIT)
@@ -249,7 +294,7 @@ def _levels(cur, ref, radius):
 
 
 @numba.njit(**_JIT)
-def _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, out):
+def _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, out, memos):
     """Refine one block's candidates at 1/4, 1/2 and full resolution -> ``out`` (keep, 2) px."""
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
     n_coarse = coarse.shape[1]
@@ -264,7 +309,7 @@ def _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior,
         scale = 1 << level
         ring = 1 if level else 0
         _refine_block(ycp[level], yrp[level], oy // scale, ox // scale, BLOCK // scale, ring, lams[3 - level],
-                      radius // scale, lpad[level], 1, src, k, keep, out)
+                      radius // scale, lpad[level], 1, src, k, keep, out, memos[level])
         k = keep
         for c in range(keep):
             f = 2 if level else 1
@@ -304,7 +349,8 @@ def _ring(cands, start, vy, vx, radius, centre):
 
 
 @numba.njit(**_JIT)
-def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, b, vec, best_key, cvec, ckey, cn):
+def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, b, vec, best_key, cvec, ckey, cn,
+                  memos):
     """codec.motion._rescue for one block: a block-only window search at 1/4, refined, decided exactly."""
     bx = cur.shape[1] // (3 * BLOCK)
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
@@ -314,10 +360,11 @@ def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, 
     win *= 2
     mid = np.zeros((keep[0], 2), np.int64)
     _refine_block(ycp[1], yrp[1], oy // 2, ox // 2, BLOCK // 2, 0, lams[5], radius // 2, lpad[1], 1, win, top,
-                  keep[0], mid)
+                  keep[0], mid, memos[1])
     mid *= 2
     cands = np.zeros((max(keep[1] + 1, 9), 2), np.int64)
-    _refine_block(ycp[0], yrp[0], oy, ox, BLOCK, 0, lams[6], radius, lpad[0], 1, mid, keep[0], keep[1], cands)
+    _refine_block(ycp[0], yrp[0], oy, ox, BLOCK, 0, lams[6], radius, lpad[0], 1, mid, keep[0], keep[1], cands,
+                  memos[0])
     cands[keep[1], 0], cands[keep[1], 1] = vec[b, 0], vec[b, 1]
     _, cy, cx = _choose(cur, refp, pad, lam, b, cands, keep[1] + 1, cvec, ckey, cn)
     _ring(cands, 0, cy, cx, radius, True)  # then exact +-1 around the decision
@@ -352,13 +399,14 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     coarse = _coarse(ycp[3][1:-1, 1:-1], yrp[3][lpad[3] - r3 : yrp[3].shape[0] - lpad[3] + r3,
                                                 lpad[3] - r3 : yrp[3].shape[1] - lpad[3] + r3],
                      r3, lams[0], active, n_coarse)
+    memos = (_memo(radius), _memo(radius // 2), _memo(radius // 4))
     cvec = np.zeros((nb, _CACHE, 2), np.int64)  # the exact keys computed so far, per block
     ckey = np.zeros((nb, _CACHE), np.int64)
     cn = np.zeros(nb, np.int64)
     cands = np.zeros((16, 2), np.int64)
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
-            _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, cands)
+            _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, cands, memos)
             cands[keep, 0], cands[keep, 1] = 0, 0
             cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
@@ -394,7 +442,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         for b in range(nb):
             if hard[b]:
                 _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, rescue_keep, lam, b, vec, best_key,
-                              cvec, ckey, cn)
+                              cvec, ckey, cn, memos)
     return vec, best_key, active
 
 
