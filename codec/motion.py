@@ -18,8 +18,8 @@ All arithmetic is integer (or float32 on integers small enough to be exact), and
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
 
 Both searches exist twice: batched torch ops over all blocks here (``*_torch``, what CUDA runs),
-and block-by-block kernels compiled with numba in ``codec.motion_cpu`` (what the CPU runs, 4-7x
-faster there). The kernels reproduce the torch versions bit for bit, which tests check.
+and block-by-block kernels compiled with numba in ``codec.motion_cpu`` (what the CPU runs,
+2.5-7x faster there). The kernels reproduce the torch versions bit for bit, which tests check.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ candidates at every level, the same integer costs and the same unique ordering k
 identical fields; tests/codec/test_motion_cpu.py checks that block for block, as x264's checkasm
 checks its assembly against C. The torch version evaluates every candidate of every block in one
 tensor op per step, which on a CPU streams each intermediate through memory; here each block is
-searched to the end while its pixels are in cache, each exact cost is computed once per block
-(predictors, neighbours and the polish repeat many vectors), and SADs vectorise.
+searched to the end while its pixels are in cache, each cost is computed once per block and
+level (predictors, neighbours, overlapping rings and the polish repeat many vectors), a SAD stops
+once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows).
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
 releases the GIL (``nogil=True``), so encoder threads search side by side.
@@ -25,7 +26,7 @@ _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _KEY_BITS = 10
 _OFF = 256  # _MAX_RADIUS + 1 of codec.motion
 _INF = np.iinfo(np.int64).max
-_CACHE = 64  # exact costs remembered per block (the search asks for at most 34 distinct vectors)
+_CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
 
 
 @numba.njit(**_JIT)
@@ -172,7 +173,7 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
 
     curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
     px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2). Rings of
-    nearby centers overlap: ``memo`` (a ``_Memo`` of this level) computes each vector once.
+    nearby centers overlap: ``memo`` (this level's ``_memo``) computes each vector once.
     """
     s = size + 2 * ring_px
     keys = np.full(keep, _INF, np.int64)
