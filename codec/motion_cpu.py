@@ -295,7 +295,7 @@ def _levels(cur, ref, radius):
 
 
 @numba.njit(**_JIT)
-def _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, out, memos):
+def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, out, memos):
     """Refine one block's candidates at 1/4, 1/2 and full resolution -> ``out`` (keep, 2) px."""
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
     n_coarse = coarse.shape[1]
@@ -407,7 +407,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     cands = np.zeros((16, 2), np.int64)
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
-            _descend(ycp, yrp, lpad, radius, lams, active, bx, coarse, prior, has_prior, keep, b, cands, memos)
+            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, memos)
             cands[keep, 0], cands[keep, 1] = 0, 0
             cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
