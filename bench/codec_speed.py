@@ -1,7 +1,7 @@
 """Codec speed at 512x512: fast vs exhaustive motion search, decode-only vs decode + code.
 
-Run:  python bench/codec_speed.py            (about 3 minutes on 2 cores)
-      python bench/codec_speed.py --quick    (under a minute; fewer frames and exhaustive pairs)
+Run:  python -m videomemory.bench.codec_speed            (about 6 minutes on 2 cores: every pair with motion)
+      python -m videomemory.bench.codec_speed --quick    (about a minute: 12 s videos, 6 pairs each)
 
 Every figure is measured in this run, next to its baseline: the fast search against the
 exhaustive reference on the same frame pairs (speed and cost agreement), the CPU kernel of the
