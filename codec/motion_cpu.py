@@ -447,7 +447,6 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     return vec, best_key, active
 
 
-
 @numba.njit(**_JIT)
 def exhaustive(cur, ref, radius, lam):
     """Every vector in +-radius for every block of (H, 3W) frames -> (vectors (By*Bx, 2), keys)."""
