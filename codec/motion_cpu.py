@@ -23,8 +23,8 @@ from videomemory.codec import motion
 from videomemory.codec.config import BLOCK
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
-_KEY_BITS = 10
-_OFF = 256  # _MAX_RADIUS + 1 of codec.motion
+_KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
+_OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
 _CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
 
