@@ -467,17 +467,19 @@ def _read_gops(store: Store, video: Video, gops: list[int]) -> dict[int, _Gop]:
     return {g: _Gop(sorted(rows, key=lambda r: r["pos"])) for g, rows in by_gop.items()}
 
 
+def _serves(entry: _Gop | None, pos: int, crops: bool) -> bool:
+    """Whether a cached GOP holds frame ``pos`` rebuilt, or (with ``crops``) its decoded crops."""
+    return entry is not None and (pos < len(entry.frames) or (crops and pos in entry.crops))
+
+
 def _start_reads(store: Store, video: Video, span: list[dict[str, Any]], stored_crops: bool) -> _Reads:
     """Start the reads of a clip whose frames are ``span`` (ms, gop, pos; the first frame first)."""
     gops = sorted({r["gop"] for r in span})
     entries: dict[int, _Gop | None] = {g: GOPS.get((video.key, video.ingest_id, g)) for g in gops}
     missing = [g for g in gops[1:] if entries[g] is None]
 
-    def cached(r: dict[str, Any]) -> bool:
-        e = entries[r["gop"]]
-        return e is not None and (r["pos"] < len(e.frames) or r["pos"] in e.crops)  # (only asked with stored crops)
-
-    crop_ms = [r["ms"] for r in span[1:] if not cached(r)] if stored_crops else []  # frames without crops return none
+    # frames without crops return none
+    crop_ms = [r["ms"] for r in span[1:] if stored_crops and not _serves(entries[r["gop"]], r["pos"], True)]
     code = _POOL.submit(_read_gops, store, video, missing) if missing else None
     crops = _POOL.submit(store.crops, video, col("ms").isin(crop_ms), ["ms", "gop", "pos", "format", "crops"]) if crop_ms else None
     return _Reads(entries, code, crops, stored_crops)
@@ -509,8 +511,7 @@ def _load(video: Video, rows: list[dict[str, Any]], plan: str, grid: Grid, head:
     decode: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {g: [] for g in gops}
 
     def ready(g: int, pos: int) -> bool:  # served without stored crops
-        e = entries[g]
-        return pos <= full[g] or (e is not None and (pos < len(e.frames) or (reads.stored_crops and pos in e.crops)))
+        return pos <= full[g] or _serves(entries[g], pos, reads.stored_crops)
 
     def jobs_of(gs: list[int]) -> list[tuple[Callable[..., None], tuple[Any, ...]]]:
         """Rebuilds (longest first) and crop decodes still to do in GOPs ``gs``."""
