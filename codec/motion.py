@@ -11,8 +11,9 @@ Two searches share the cost and the tie-break, so they can be compared block by 
 * ``fast``: coarse-to-fine on an integer luma pyramid (1/8, 1/4, 1/2, full). An exhaustive search
   at 1/8 resolution over +-radius/8 gives three candidates per block; with the zero vector and
   the previous frame's vector (a causal temporal predictor) they are refined by +-1 at 1/4, the
-  best two at 1/2, and the best two in exact RGB at full resolution. Blocks whose zero-vector SAD
-  is 0 (static content, common in real footage) skip the search.
+  best two at 1/2, and the best two in exact RGB at full resolution; neighbours' winners, a
+  polish, a block-only rescue of poorly matched blocks and a last exact downhill walk follow.
+  Blocks whose zero-vector SAD is 0 (static content, common in real footage) skip the search.
 
 All arithmetic is integer (or float32 on integers small enough to be exact), and every selection
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
@@ -48,6 +49,9 @@ _RESCUE_KEEP = (8, 4)  # kept per block after its 1/2 and its full-resolution re
 # A frame where more than this share of blocks has no match is not predictable (a cut, motion
 # beyond the window): it becomes an anchor, and a rescue there would search every block.
 _RESCUE_SHARE = 0.25
+# Last, each winner walks downhill in exact RGB: +-1 steps while a neighbouring vector is better,
+# at most this many (flat areas and partial matches have wide, uneven basins the levels miss).
+_WALK_STEPS = 16
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
@@ -420,6 +424,28 @@ def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.T
     return cand[torch.arange(cand.shape[0], device=cand.device), idx], key
 
 
+def _walk_downhill(scorer: "_Scorer", best: torch.Tensor, best_key: torch.Tensor, radius: int, lam: int) -> None:
+    """Move each winner (N, 2), in place, to its best +-1 neighbour in exact RGB while that is better.
+
+    Up to ``_WALK_STEPS`` steps; a block stops where its vector beats its 8 neighbours (a local
+    minimum of the exact cost), so the walk never makes a block worse.
+    """
+    dev = best.device
+    rows = torch.arange(best.shape[0], device=dev)
+    ring = _RING8.to(dev)
+    for _ in range(_WALK_STEPS):
+        m = rows.shape[0]
+        if m == 0:
+            break
+        at = best[rows]
+        cand = torch.cat([at[:, None, :], (at[:, None, :] + ring).clamp(-radius, radius)], 1)  # (M, 9, 2)
+        sad = scorer._gather_sad(rows[:, None].expand(m, 9).reshape(-1), cand.reshape(-1, 2)).view(m, 9)
+        key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
+        win = cand[torch.arange(m, device=dev), idx]
+        best[rows], best_key[rows] = win, key
+        rows = rows[(win != at).any(1)]
+
+
 def _field(d: torch.Tensor, key: torch.Tensor, active: torch.Tensor, by: int, bx: int, lam: int) -> MotionField:
     """Build the field from the winners' vectors (N, 2) and keys (N,); inactive blocks are still."""
     dev = d.device
@@ -517,4 +543,5 @@ def fast_search_torch(
         best = cand[rows, idx]
     best, best_key = _polish(scorer, best, radius)
     _rescue(y_cur, y_ref, scorer, radius, lam, active, best, best_key)
+    _walk_downhill(scorer, best, best_key, radius, lam)
     return _field(best, best_key, active, by, bx, lam)
