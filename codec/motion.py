@@ -49,9 +49,6 @@ _RESCUE_KEEP = (8, 4)  # kept per block after its 1/2 and its full-resolution re
 # A frame where more than this share of blocks has no match is not predictable (a cut, motion
 # beyond the window): it becomes an anchor, and a rescue there would search every block.
 _RESCUE_SHARE = 0.25
-# Last, each winner walks downhill in exact RGB: +-1 steps while a neighbouring vector is better,
-# at most this many (flat areas and partial matches have wide, uneven basins the levels miss).
-_WALK_STEPS = 16
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
@@ -427,16 +424,15 @@ def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.T
 def _walk_downhill(scorer: "_Scorer", best: torch.Tensor, best_key: torch.Tensor, radius: int, lam: int) -> None:
     """Move each winner (N, 2), in place, to its best +-1 neighbour in exact RGB while that is better.
 
-    Up to ``_WALK_STEPS`` steps; a block stops where its vector beats its 8 neighbours (a local
-    minimum of the exact cost), so the walk never makes a block worse.
+    Flat areas and partial matches have wide, uneven basins that the levels land anywhere in. A
+    block stops where its vector beats its 8 neighbours, a local minimum of the exact cost; each
+    step lowers its key, so the walk ends and never makes a block worse.
     """
     dev = best.device
     rows = torch.arange(best.shape[0], device=dev)
     ring = _RING8.to(dev)
-    for _ in range(_WALK_STEPS):
+    while rows.shape[0]:
         m = rows.shape[0]
-        if m == 0:
-            break
         at = best[rows]
         cand = torch.cat([at[:, None, :], (at[:, None, :] + ring).clamp(-radius, radius)], 1)  # (M, 9, 2)
         sad = scorer._gather_sad(rows[:, None].expand(m, 9).reshape(-1), cand.reshape(-1, 2)).view(m, 9)

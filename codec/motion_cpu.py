@@ -374,7 +374,7 @@ def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, 
 
 @numba.njit(**_JIT)
 def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds,
-           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share, walk_steps):
+           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
@@ -447,7 +447,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
     for b in range(nb):  # walk downhill: exact +-1 steps while a neighbouring vector is better
         if active[b]:
-            for _ in range(walk_steps):
+            while True:  # each step lowers the key, so it ends (at a local minimum)
                 vy, vx = vec[b, 0], vec[b, 1]
                 _ring(cands, 0, vy, vx, radius, True)
                 best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
@@ -495,7 +495,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
         motion._RESCUE_COST, motion._RESCUE_MEDIAN, motion._RESCUE_TOP, np.array(motion._RESCUE_KEEP, np.int64),
-        motion._RESCUE_SHARE, motion._WALK_STEPS,
+        motion._RESCUE_SHARE,
     )
     act = torch.from_numpy(active)
     return motion._field(torch.from_numpy(vec)[act], torch.from_numpy(key)[act], act, by, bx, lam)
