@@ -12,8 +12,9 @@ Two searches share the cost and the tie-break, so they can be compared block by 
   at 1/8 resolution over +-radius/8 gives three candidates per block; with the zero vector and
   the previous frame's vector (a causal temporal predictor) they are refined by +-1 at 1/4, the
   best two at 1/2, and the best two in exact RGB at full resolution; neighbours' winners, a
-  polish, a block-only rescue of poorly matched blocks and a last exact downhill walk follow.
-  Blocks whose zero-vector SAD is 0 (static content, common in real footage) skip the search.
+  polish, a block-only rescue of poorly matched blocks and an exact downhill walk to a local
+  minimum follow; flat blocks (lambda|d| rivals their SAD) walk again from zero and from their
+  neighbours' vectors. Blocks whose zero-vector SAD is 0 (static content) skip the search.
 
 All arithmetic is integer (or float32 on integers small enough to be exact), and every selection
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
@@ -49,6 +50,9 @@ _RESCUE_KEEP = (8, 4)  # kept per block after its 1/2 and its full-resolution re
 # A frame where more than this share of blocks has no match is not predictable (a cut, motion
 # beyond the window): it becomes an anchor, and a rescue there would search every block.
 _RESCUE_SHARE = 0.25
+# Blocks costing under 2/3 per RGB value are flat: lambda|d| rivals the SAD, and the optimum is
+# wherever the noise is least in a wide basin. They walk downhill from more starts.
+_FLAT_COST = 2 * BLOCK * BLOCK
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
@@ -421,25 +425,51 @@ def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.T
     return cand[torch.arange(cand.shape[0], device=cand.device), idx], key
 
 
-def _walk_downhill(scorer: "_Scorer", best: torch.Tensor, best_key: torch.Tensor, radius: int, lam: int) -> None:
-    """Move each winner (N, 2), in place, to its best +-1 neighbour in exact RGB while that is better.
+def _walk_downhill(
+    scorer: "_Scorer", rows: torch.Tensor, at: torch.Tensor, radius: int, lam: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """From vectors ``at`` (M, 2) of active-block rows ``rows`` (M,), step to the best +-1 neighbour
+    in exact RGB while that is better -> (vectors, keys) of the local minima reached.
 
-    Flat areas and partial matches have wide, uneven basins that the levels land anywhere in. A
-    block stops where its vector beats its 8 neighbours, a local minimum of the exact cost; each
-    step lowers its key, so the walk ends and never makes a block worse.
+    Flat areas and partial matches have wide, uneven basins that the levels land anywhere in.
+    Each step lowers a walk's key, so every walk ends, never worse than where it started.
     """
-    dev = best.device
-    rows = torch.arange(best.shape[0], device=dev)
+    dev = at.device
+    at, key = at.clone(), torch.empty(at.shape[0], dtype=torch.int64, device=dev)
+    live = torch.arange(at.shape[0], device=dev)
     ring = _RING8.to(dev)
-    while rows.shape[0]:
-        m = rows.shape[0]
-        at = best[rows]
-        cand = torch.cat([at[:, None, :], (at[:, None, :] + ring).clamp(-radius, radius)], 1)  # (M, 9, 2)
-        sad = scorer._gather_sad(rows[:, None].expand(m, 9).reshape(-1), cand.reshape(-1, 2)).view(m, 9)
-        key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
+    while live.shape[0]:
+        m = live.shape[0]
+        a = at[live]
+        cand = torch.cat([a[:, None, :], (a[:, None, :] + ring).clamp(-radius, radius)], 1)  # (M, 9, 2)
+        sad = scorer._gather_sad(rows[live][:, None].expand(m, 9).reshape(-1), cand.reshape(-1, 2)).view(m, 9)
+        k, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
         win = cand[torch.arange(m, device=dev), idx]
-        best[rows], best_key[rows] = win, key
-        rows = rows[(win != at).any(1)]
+        at[live], key[live] = win, k
+        live = live[(win != a).any(1)]
+    return at, key
+
+
+def _walk_flat(
+    scorer: "_Scorer", best: torch.Tensor, best_key: torch.Tensor, active: torch.Tensor, radius: int, lam: int
+) -> None:
+    """Walk again, in place, from zero and the 4 neighbours' vectors, each block costing under
+    ``_FLAT_COST``: there lambda|d| rivals the SAD and the basin holding the optimum is any."""
+    flat = ((best_key >> (3 * _KEY_BITS)) < _FLAT_COST).nonzero().squeeze(1)  # rows into active
+    f = flat.shape[0]
+    if f == 0:
+        return
+    dev = best.device
+    full = torch.zeros((scorer.by * scorer.bx, 2), dtype=torch.int64, device=dev)
+    full[active] = best
+    starts = torch.cat([torch.zeros((f, 1, 2), dtype=torch.int64, device=dev),
+                        _neighbours(full, scorer.by, scorer.bx)[active][flat]], 1)  # (F, 5, 2)
+    k = starts.shape[1]
+    vec, key = _walk_downhill(scorer, flat.repeat_interleave(k), starts.reshape(-1, 2), radius, lam)
+    keys = torch.cat([best_key[flat][:, None], key.view(f, k)], 1)
+    vecs = torch.cat([best[flat][:, None, :], vec.view(f, k, 2)], 1)
+    key, idx = keys.min(1)
+    best[flat], best_key[flat] = vecs[torch.arange(f, device=dev), idx], key
 
 
 def _field(d: torch.Tensor, key: torch.Tensor, active: torch.Tensor, by: int, bx: int, lam: int) -> MotionField:
@@ -539,5 +569,6 @@ def fast_search_torch(
         best = cand[rows, idx]
     best, best_key = _polish(scorer, best, radius)
     _rescue(y_cur, y_ref, scorer, radius, lam, active, best, best_key)
-    _walk_downhill(scorer, best, best_key, radius, lam)
+    best, best_key = _walk_downhill(scorer, rows, best, radius, lam)
+    _walk_flat(scorer, best, best_key, active, radius, lam)
     return _field(best, best_key, active, by, bx, lam)

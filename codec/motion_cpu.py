@@ -374,7 +374,7 @@ def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, 
 
 @numba.njit(**_JIT)
 def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds,
-           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share):
+           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share, flat_cost):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
@@ -447,13 +447,39 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
     for b in range(nb):  # walk downhill: exact +-1 steps while a neighbouring vector is better
         if active[b]:
-            while True:  # each step lowers the key, so it ends (at a local minimum)
-                vy, vx = vec[b, 0], vec[b, 1]
-                _ring(cands, 0, vy, vx, radius, True)
-                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
-                if vec[b, 0] == vy and vec[b, 1] == vx:
-                    break
+            best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, vec[b, 0], vec[b, 1], cands,
+                                                      cvec, ckey, cn)
+    old = vec.copy()
+    starts = np.zeros((5, 2), np.int64)
+    for b in range(nb):  # flat blocks walk again from zero and the neighbours' vectors
+        if active[b] and (best_key[b] >> (3 * _KEY_BITS)) < flat_cost:
+            y, x = b // bx, b % bx
+            starts[0, 0], starts[0, 1] = 0, 0
+            for j, nbr in enumerate((b - bx if y > 0 else b, b + bx if y < by - 1 else b,
+                                     b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b)):
+                starts[j + 1, 0], starts[j + 1, 1] = old[nbr, 0], old[nbr, 1]
+            for j in range(5):
+                sy, sx = starts[j, 0], starts[j, 1]
+                seen = sy == old[b, 0] and sx == old[b, 1]  # a walk from a start already walked ends alike
+                for i in range(j):
+                    seen = seen or (sy == starts[i, 0] and sx == starts[i, 1])
+                if seen:
+                    continue
+                key, wy, wx = _walk(cur, refp, pad, lam, radius, b, sy, sx, cands, cvec, ckey, cn)
+                if key < best_key[b]:
+                    best_key[b], vec[b, 0], vec[b, 1] = key, wy, wx
     return vec, best_key, active
+
+
+@numba.njit(**_JIT)
+def _walk(cur, refp, pad, lam, radius, b, vy, vx, cands, cvec, ckey, cn):
+    """codec.motion._walk_downhill for one block from (vy, vx) -> (key, dy, dx) of the local minimum."""
+    while True:  # each step lowers the key, so it ends
+        _ring(cands, 0, vy, vx, radius, True)
+        key, ny, nx = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
+        if ny == vy and nx == vx:
+            return key, vy, vx
+        vy, vx = ny, nx
 
 
 @numba.njit(**_JIT)
@@ -495,7 +521,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
         motion._RESCUE_COST, motion._RESCUE_MEDIAN, motion._RESCUE_TOP, np.array(motion._RESCUE_KEEP, np.int64),
-        motion._RESCUE_SHARE,
+        motion._RESCUE_SHARE, motion._FLAT_COST,
     )
     act = torch.from_numpy(active)
     return motion._field(torch.from_numpy(vec)[act], torch.from_numpy(key)[act], act, by, bx, lam)

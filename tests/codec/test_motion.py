@@ -174,25 +174,44 @@ def exact_costs(cur: torch.Tensor, ref: torch.Tensor, vectors: np.ndarray, radiu
     return out
 
 
-def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(tmp_path):
-    """The last stage walks downhill: no block's vector has a +-1 neighbour with a lower cost
-    (on a 40 px per sampled frame pan over real texture and flat areas, where the levels miss)."""
+@pytest.fixture(scope="module")
+def flat_pan(tmp_path_factory) -> list[torch.Tensor]:
+    """Sampled 512x512 frames of the cameraman photo (a wide, almost flat sky over textured ground)
+    panning 40 px per sampled frame, H.264 encoded: flat blocks have wide, noisy cost basins."""
     from videomemory.bench import synth
     from videomemory.codec.decode import sample_frames
 
-    size, radius = (256, 256), 32
-    shots = [synth.Shot(2.0, synth.preset("mixed", size, 4.0, seed=1)[3].image, pan=(80.0, 0.0))]
-    truth = synth.write_video(tmp_path / "pan.mp4", shots, size, 10.0, seed=1)
-    frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
+    path = tmp_path_factory.mktemp("flat") / "pan.mp4"
+    truth = synth.write_video(path, [synth.Shot(3.0, "camera", pan=(80.0, 0.0))], (512, 512), 10.0, seed=1)
+    return [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
+
+
+def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(flat_pan):
+    """The last stages walk downhill: no block's vector has a +-1 neighbour with a lower cost."""
+    radius = 64
     ring = np.array([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
     checked = 0
-    for cur, ref in zip(frames[1:], frames):
+    for cur, ref in zip(flat_pan[1:], flat_pan):
         field = fast_search(cur, ref, radius, LAM)
         v = field.vectors.numpy()
-        around = np.clip(v[:, :, None, :] + ring, -radius, radius)
-        costs = exact_costs(cur, ref, around, radius)
+        costs = exact_costs(cur, ref, np.clip(v[:, :, None, :] + ring, -radius, radius), radius)
         assert np.array_equal(costs[:, :, 4], field.cost.numpy())  # the field's cost is the exact one
         active = field.cost.numpy() > 0
         assert (costs[active].min(-1) == costs[active][:, 4]).all()
         checked += int(active.sum())
-    assert checked > 500
+    assert checked > 4000
+
+
+def test_flat_blocks_are_within_1pct_of_the_optimum(flat_pan):
+    """Blocks costing under 2/3 per RGB value, where lambda|d| rivals the SAD: the walks from zero
+    and the neighbours' vectors raise the share within 1% of the exhaustive cost from 96.9% to
+    97.9% on this video; content entering the frame is left to the 512x512 test above."""
+    within = []
+    for cur, ref in zip(flat_pan[1:], flat_pan):
+        ex = exhaustive_search(cur, ref, 64, LAM)
+        fa = fast_search(cur, ref, 64, LAM)
+        flat = ex.cost < 2 * 16 * 16
+        within.append((fa.cost.double() <= 1.01 * ex.cost.double())[flat])
+    within = torch.cat(within)
+    assert within.numel() > 3000
+    assert within.float().mean().item() >= 0.975
