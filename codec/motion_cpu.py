@@ -450,15 +450,14 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, vec[b, 0], vec[b, 1], cands,
                                                       cvec, ckey, cn)
     old = vec.copy()
-    starts = np.zeros((5, 2), np.int64)
-    for b in range(nb):  # flat blocks walk again from zero and the neighbours' vectors
+    starts = np.zeros((4, 2), np.int64)
+    for b in range(nb):  # flat blocks walk again from their neighbours' vectors
         if active[b] and (best_key[b] >> (3 * _KEY_BITS)) < flat_cost:
             y, x = b // bx, b % bx
-            starts[0, 0], starts[0, 1] = 0, 0
             for j, nbr in enumerate((b - bx if y > 0 else b, b + bx if y < by - 1 else b,
                                      b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b)):
-                starts[j + 1, 0], starts[j + 1, 1] = old[nbr, 0], old[nbr, 1]
-            for j in range(5):
+                starts[j, 0], starts[j, 1] = old[nbr, 0], old[nbr, 1]
+            for j in range(4):
                 sy, sx = starts[j, 0], starts[j, 1]
                 seen = sy == old[b, 0] and sx == old[b, 1]  # a walk from a start already walked ends alike
                 for i in range(j):

@@ -203,9 +203,9 @@ def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(flat_pan):
 
 
 def test_flat_blocks_are_within_1pct_of_the_optimum(flat_pan):
-    """Blocks costing under 2/3 per RGB value, where lambda|d| rivals the SAD: the walks from zero
-    and the neighbours' vectors raise the share within 1% of the exhaustive cost from 96.9% to
-    97.9% on this video; content entering the frame is left to the 512x512 test above."""
+    """Blocks costing under 2/3 per RGB value, where lambda|d| rivals the SAD: the walks from the
+    neighbours' vectors raise the share within 1% of the exhaustive cost from 96.9% to 97.5% on
+    this video (the bound sits between); content entering the frame is left to the test above."""
     within = []
     for cur, ref in zip(flat_pan[1:], flat_pan):
         ex = exhaustive_search(cur, ref, 64, LAM)
@@ -214,4 +214,4 @@ def test_flat_blocks_are_within_1pct_of_the_optimum(flat_pan):
         within.append((fa.cost.double() <= 1.01 * ex.cost.double())[flat])
     within = torch.cat(within)
     assert within.numel() > 3000
-    assert within.float().mean().item() >= 0.975
+    assert within.float().mean().item() >= 0.972
