@@ -397,14 +397,10 @@ def _rescue(
         cand = _refine(y_cur[level], y_ref[level], scale, 0, 4 * scale * scale, lam, radius, mask, cand * 2,
                        keep=keep)
     cand = torch.cat([cand, best[hard][:, None, :]], 1)  # (M, K, 2) px
-    rows = torch.arange(m, device=dev)
-    for _ in range(2):  # the exact decision, then exact +-1 around its winner
-        k = cand.shape[1]
-        sad = scorer._gather_sad(hard[:, None].expand(m, k).reshape(-1), cand.reshape(-1, 2)).view(m, k)
-        key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
-        win = cand[rows, idx]
-        cand = torch.cat([win[:, None, :], (win[:, None, :] + _RING8.to(dev)).clamp(-radius, radius)], 1)
-    best[hard] = win
+    k = cand.shape[1]  # the exact decision (the downhill walk that follows refines it by +-1)
+    sad = scorer._gather_sad(hard[:, None].expand(m, k).reshape(-1), cand.reshape(-1, 2)).view(m, k)
+    key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
+    best[hard] = cand[torch.arange(m, device=dev), idx]
     best_key[hard] = key
 
 

@@ -363,13 +363,20 @@ def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, 
     _refine_block(ycp[1], yrp[1], oy // 2, ox // 2, BLOCK // 2, 0, lams[5], radius // 2, lpad[1], 1, win, top,
                   keep[0], mid, memos[1])
     mid *= 2
-    cands = np.zeros((max(keep[1] + 1, 9), 2), np.int64)
+    cands = np.zeros((keep[1] + 1, 2), np.int64)
     _refine_block(ycp[0], yrp[0], oy, ox, BLOCK, 0, lams[6], radius, lpad[0], 1, mid, keep[0], keep[1], cands,
                   memos[0])
     cands[keep[1], 0], cands[keep[1], 1] = vec[b, 0], vec[b, 1]
-    _, cy, cx = _choose(cur, refp, pad, lam, b, cands, keep[1] + 1, cvec, ckey, cn)
-    _ring(cands, 0, cy, cx, radius, True)  # then exact +-1 around the decision
-    best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
+    # The exact decision (the downhill walk that follows refines it by +-1).
+    best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep[1] + 1, cvec, ckey, cn)
+
+
+@numba.njit(**_JIT)
+def _neighbours(b: int, by: int, bx: int) -> tuple[int, int, int, int]:
+    """The blocks above, below, left and right of block ``b`` (an edge block stands in for a missing
+    one), as codec.motion._neighbours."""
+    y, x = b // bx, b % bx
+    return b - bx if y > 0 else b, b + bx if y < by - 1 else b, b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b
 
 
 @numba.njit(**_JIT)
@@ -417,10 +424,9 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         old = vec.copy()
         for b in range(nb):
             if active[b]:
-                y, x = b // bx, b % bx
-                for j, nbr in enumerate((b, b - bx if y > 0 else b, b + bx if y < by - 1 else b,
-                                         b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b)):
-                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
+                cands[0, 0], cands[0, 1] = old[b, 0], old[b, 1]
+                for j, nbr in enumerate(_neighbours(b, by, bx)):
+                    cands[j + 1, 0], cands[j + 1, 1] = old[nbr, 0], old[nbr, 1]
                 best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 5, cvec, ckey, cn)
 
     for b in range(nb):  # polish: the winner, its 8 neighbouring vectors and 5 shorter ones
@@ -453,9 +459,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     starts = np.zeros((4, 2), np.int64)
     for b in range(nb):  # flat blocks walk again from their neighbours' vectors
         if active[b] and (best_key[b] >> (3 * _KEY_BITS)) < flat_cost:
-            y, x = b // bx, b % bx
-            for j, nbr in enumerate((b - bx if y > 0 else b, b + bx if y < by - 1 else b,
-                                     b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b)):
+            for j, nbr in enumerate(_neighbours(b, by, bx)):
                 starts[j, 0], starts[j, 1] = old[nbr, 0], old[nbr, 1]
             for j in range(4):
                 sy, sx = starts[j, 0], starts[j, 1]
