@@ -15,6 +15,10 @@ releases the GIL (``nogil=True``), so encoder threads search side by side.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+
 import numba
 import numpy as np
 import torch
@@ -27,6 +31,28 @@ _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freez
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
 _CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
+
+
+def _keep_freed_memory() -> bool:
+    """Make glibc reuse freed blocks of up to 32 MiB instead of returning them to the system.
+
+    A search allocates ~10 MB of padded frames and pyramids per pair. By default glibc serves
+    allocations this big with fresh mmap pages (or trims them off the heap when freed), so
+    every search page-faulted them in again: 4.7 of 5.5 ms of building the pyramids on this
+    VM. With reuse the fields are the same and the search is ~20% faster; the price is that
+    the process keeps up to 128 MiB of freed heap instead of returning it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 128 << 20))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): the default allocator
+        return False
+
+
+MALLOC_TUNED = _keep_freed_memory()
 
 
 @numba.njit(**_JIT)
