@@ -6,6 +6,8 @@ independent of where it was computed. Each case compares vectors and costs block
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -100,3 +102,10 @@ def test_the_cpu_dispatches_to_the_kernels(photo, monkeypatch):
     monkeypatch.setattr(motion_cpu, "exhaustive_search", lambda *a: "exhaustive kernel")
     assert fast_search(cur, ref, 8, LAM) == "kernel"
     assert exhaustive_search(cur, ref, 8, LAM) == "exhaustive kernel"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_keeps_freed_search_buffers_for_reuse():
+    # Without it every search page-faults its ~10 MB of padded frames and pyramids in again.
+    assert motion_cpu.MALLOC_TUNED
+    assert motion_cpu._keep_freed_memory()  # glibc accepts both thresholds (mallopt returns 0 past its maximum)
