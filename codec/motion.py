@@ -12,9 +12,12 @@ Two searches share the cost and the tie-break, so they can be compared block by 
   at 1/8 resolution over +-radius/8 gives three candidates per block; with the zero vector and
   the previous frame's vector (a causal temporal predictor) they are refined by +-1 at 1/4, the
   best two at 1/2, and the best two in exact RGB at full resolution; neighbours' winners, a
-  polish, a block-only rescue of poorly matched blocks and an exact downhill walk to a local
-  minimum follow; flat blocks (lambda|d| rivals their SAD) walk again from their neighbours'
-  vectors. Blocks whose zero-vector SAD is 0 (static content) skip the search.
+  polish and an exact downhill walk to a local minimum follow. Then every *ambiguous* block gets
+  the exhaustive optimum by successive elimination (``_exact_search``): a block whose own
+  texture is at most ``_AMBIGUOUS`` times its cost is flat (noise decides among a wide basin of
+  near-equal vectors) or has no true match (content entering the frame, uncovered background:
+  the optimum is a partial match anywhere in the window), which is where the pyramid's
+  proposals fail. Blocks whose zero-vector SAD is 0 (static content) skip the search.
 
 All arithmetic is integer (or float32 on integers small enough to be exact), and every selection
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
@@ -40,19 +43,16 @@ _MAX_RADIUS = (1 << (_KEY_BITS - 2)) - 1
 _COARSE_TOP = 3  # candidates per block from the 1/8 level
 _KEEP = 2  # candidates kept per block after each refinement level
 _PROPAGATION_ROUNDS = 2  # rounds of adopting a neighbour's winner
-# Blocks whose chosen cost stays above 2 per RGB value (H.264 noise on a real match is about 1)
-# and above twice the frame's median block cost get a second, block-only search over the whole
-# window: see ``_rescue``.
-_RESCUE_COST = 2 * 3 * BLOCK * BLOCK
-_RESCUE_MEDIAN = 2
-_RESCUE_TOP = 32  # candidates per block from the rescue's 1/4-resolution exhaustive search
-_RESCUE_KEEP = (8, 4)  # kept per block after its 1/2 and its full-resolution refinement
-# A frame where more than this share of blocks has no match is not predictable (a cut, motion
-# beyond the window): it becomes an anchor, and a rescue there would search every block.
-_RESCUE_SHARE = 0.25
-# Blocks costing under 2/3 per RGB value are flat: lambda|d| rivals the SAD, and the optimum is
-# wherever the noise is least in a wide basin. They walk downhill from their neighbours' vectors too.
-_FLAT_COST = 2 * BLOCK * BLOCK
+# A block whose texture (the sum of |differences| between neighbouring pixels inside it, over
+# RGB) is at most this many times its cost is ambiguous, and gets an exact search.
+_AMBIGUOUS = 3
+# A frame where more than this share of the blocks is ambiguous at a cost above 2 per RGB value
+# (H.264 noise on a real match is about 1) is not predictable (a cut, motion beyond the window):
+# it becomes an anchor, and an exact search there would try most of the window for most blocks,
+# so only its ambiguous blocks at or under that cost get one.
+_HARD_COST = 2 * 3 * BLOCK * BLOCK
+_HARD_SHARE = 0.25
+_SEA_BLOCKS, _SEA_CHUNK = 32, 1 << 16  # blocks, then candidates, per step of the torch exact search (its memory)
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
@@ -340,70 +340,6 @@ class _Scorer:
         return _absdiff(blocks, self._curb[rows]).sum((1, 2, 3), dtype=torch.int32).to(torch.int64)
 
 
-def _window_search(
-    cur: torch.Tensor, ref: torch.Tensor, scale: int, radius: int, lam: int, blocks: torch.Tensor, top: int
-) -> torch.Tensor:
-    """Exhaustive search of ``blocks`` (M,) on one luma level over +-radius/scale -> (M, top, 2) level px.
-
-    Each block is matched on its own pixels only (no neighbourhood), one level pixel offset of the
-    block at a time over the (M, 2r+1, 2r+1) cost volume, in exact int32.
-    """
-    size = BLOCK // scale
-    r = radius // scale
-    h, w = cur.shape
-    dev = cur.device
-    n, win = 2 * r + 1, size + 2 * r
-    org = _origins(h // size, w // size, size, dev)[blocks]  # (M, 2)
-    views = pad_edges(ref, r).unfold(0, win, 1).unfold(1, win, 1)  # (Hv, Wv, win, win) view
-    wins = views[org[:, 0], org[:, 1]].to(torch.int32)  # (M, win, win)
-    curb = cur.unfold(0, size, size).unfold(1, size, size).reshape(-1, size, size)[blocks].to(torch.int32)
-    sad = torch.zeros((blocks.shape[0], n, n), dtype=torch.int32, device=dev)
-    for a in range(size):
-        for b in range(size):
-            sad += (wins[:, a : a + n, b : b + n] - curb[:, a, b, None, None]).abs_()
-    ar = torch.arange(-r, r + 1, device=dev)
-    d = torch.stack(torch.meshgrid(ar, ar, indexing="ij"), -1).reshape(-1, 2)  # (D, 2)
-    key = _key(sad.reshape(sad.shape[0], -1) + _lambda(lam, scale, size, 4 * scale * scale) * d.abs().sum(-1), d)
-    _, idx = torch.topk(key, min(top, key.shape[1]), dim=1, largest=False, sorted=True)
-    return d[idx]
-
-
-def _rescue(
-    y_cur: list[torch.Tensor], y_ref: list[torch.Tensor], scorer: "_Scorer", radius: int, lam: int,
-    active: torch.Tensor, best: torch.Tensor, best_key: torch.Tensor,
-) -> None:
-    """Search again, in place, the active blocks whose chosen cost is above ``_RESCUE_COST``.
-
-    They are mostly blocks with no true match (content entering the frame, uncovered
-    background): the optimum there is a partial match anywhere in the window, which the
-    neighbourhood-smoothed coarse level and the predictors do not propose. An exhaustive
-    block-only search at 1/4 resolution proposes ``_RESCUE_TOP`` vectors, refined by +-1 on the
-    block's own pixels at 1/2 and full resolution, then decided in exact RGB with the current
-    winner, so a rescued block never gets worse. Frames where more than ``_RESCUE_SHARE`` of
-    the blocks are hard are left as they are.
-    """
-    cost = best_key >> (3 * _KEY_BITS)
-    floor = max(_RESCUE_COST, _RESCUE_MEDIAN * int(cost.median()))  # median: an exact order statistic
-    hard = (cost > floor).nonzero().squeeze(1)  # rows into active
-    m = hard.shape[0]
-    if m == 0 or m > _RESCUE_SHARE * active.numel():
-        return
-    dev = best.device
-    blocks = active.nonzero().squeeze(1)[hard]  # ascending, like the rows of a mask
-    mask = torch.zeros_like(active)
-    mask[blocks] = True
-    cand = _window_search(y_cur[2], y_ref[2], 4, radius, lam, blocks, _RESCUE_TOP)  # (M, top, 2) at 1/4
-    for scale, level, keep in ((2, 1, _RESCUE_KEEP[0]), (1, 0, _RESCUE_KEEP[1])):
-        cand = _refine(y_cur[level], y_ref[level], scale, 0, 4 * scale * scale, lam, radius, mask, cand * 2,
-                       keep=keep)
-    cand = torch.cat([cand, best[hard][:, None, :]], 1)  # (M, K, 2) px
-    k = cand.shape[1]  # the exact decision (the downhill walk that follows refines it by +-1)
-    sad = scorer._gather_sad(hard[:, None].expand(m, k).reshape(-1), cand.reshape(-1, 2)).view(m, k)
-    key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
-    best[hard] = cand[torch.arange(m, device=dev), idx]
-    best_key[hard] = key
-
-
 def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact RGB decision between each winner (N, 2), its 8 neighbouring vectors and 5 shorter ones.
 
@@ -446,27 +382,83 @@ def _walk_downhill(
     return at, key
 
 
-def _walk_flat(
-    scorer: "_Scorer", best: torch.Tensor, best_key: torch.Tensor, active: torch.Tensor, radius: int, lam: int
+def _box_sums(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Sums of every ``size`` x ``size`` window of (C, H, W) -> (C, H - size + 1, W - size + 1) int64, exact."""
+    c = F.pad(x.to(torch.int64).cumsum(1).cumsum(2), (1, 0, 1, 0))
+    return c[:, size:, size:] - c[:, :-size, size:] - c[:, size:, :-size] + c[:, :-size, :-size]
+
+
+def texture(cur: torch.Tensor) -> torch.Tensor:
+    """Each block's texture: the sum of |differences| between horizontally and vertically
+    neighbouring pixels inside it, over RGB, (3, H, W) uint8 -> (By*Bx,) int64."""
+    c, h, w = cur.shape
+    x = cur.to(torch.int16).view(c, h // BLOCK, BLOCK, w // BLOCK, BLOCK)
+    gx = (x[..., 1:] - x[..., :-1]).abs().sum((0, 2, 4), dtype=torch.int64)
+    gy = (x[:, :, 1:] - x[:, :, :-1]).abs().sum((0, 2, 4), dtype=torch.int64)
+    return (gx + gy).reshape(-1)
+
+
+def _ambiguous(cur: torch.Tensor, active: torch.Tensor, best_key: torch.Tensor) -> torch.Tensor:
+    """Rows into ``active`` of the blocks the exact search takes (see ``_AMBIGUOUS``, ``_HARD_SHARE``)."""
+    cost = best_key >> (3 * _KEY_BITS)
+    amb = texture(cur)[active] <= _AMBIGUOUS * cost
+    hard = amb & (cost > _HARD_COST)
+    if int(hard.sum()) > _HARD_SHARE * active.numel():
+        amb &= ~hard
+    return amb.nonzero().squeeze(1)
+
+
+def _exact_search(
+    scorer: "_Scorer", rows: torch.Tensor, radius: int, lam: int, best: torch.Tensor, best_key: torch.Tensor
 ) -> None:
-    """Walk again, in place, from the 4 neighbours' vectors, each block costing under
-    ``_FLAT_COST``: there lambda|d| rivals the SAD and the optimum lies in any of a wide basin's
-    dips, often the one a neighbour reached. (A walk from zero as well gained 0.17 points on
-    ``mixed`` for 65% more search time on ``pan``: not taken.)"""
-    flat = ((best_key >> (3 * _KEY_BITS)) < _FLAT_COST).nonzero().squeeze(1)  # rows into active
-    f = flat.shape[0]
-    if f == 0:
+    """Give active-block ``rows`` (M,) their exhaustive optimum, in place, by successive elimination.
+
+    A vector can beat a block's current key only if a lower bound of its cost does not exceed the
+    current cost: the SAD is at least the sum over channels of |block sum - reference sum|, on
+    the whole block (``b16``) and, tighter, on its sixteen 4x4 sub-blocks (``b4``), both read off
+    box sums of the reference. Only the vectors left get an exact SAD. A reference block wholly
+    in the edge-replicated margin is the same for every vector further out, which costs more
+    lambda|d|: those are skipped. The CPU kernel prunes the same way, more tightly as it goes;
+    both return the unique least key over the window, as the exhaustive search does.
+    """
+    m = rows.shape[0]
+    if m == 0:
         return
     dev = best.device
-    full = torch.zeros((scorer.by * scorer.bx, 2), dtype=torch.int64, device=dev)
-    full[active] = best
-    starts = _neighbours(full, scorer.by, scorer.bx)[active][flat]  # (F, 4, 2)
-    k = starts.shape[1]
-    vec, key = _walk_downhill(scorer, flat.repeat_interleave(k), starts.reshape(-1, 2), radius, lam)
-    keys = torch.cat([best_key[flat][:, None], key.view(f, k)], 1)
-    vecs = torch.cat([best[flat][:, None, :], vec.view(f, k, 2)], 1)
-    key, idx = keys.min(1)
-    best[flat], best_key[flat] = vecs[torch.arange(f, device=dev), idx], key
+    cur, refp, pad = scorer.cur, scorer.refp, scorer.pad
+    c, h, w = cur.shape
+    org = _origins(scorer.by, scorer.bx, BLOCK, dev)[scorer.active][rows]  # (M, 2)
+    blocks = cur.view(c, scorer.by, BLOCK, scorer.bx, BLOCK).permute(1, 3, 0, 2, 4).reshape(-1, c, BLOCK, BLOCK)
+    blocks = blocks[scorer.active][rows].to(torch.int64)  # (M, C, 16, 16)
+    s16 = blocks.sum((2, 3))  # (M, C)
+    s4 = blocks.view(m, c, 4, 4, 4, 4).sum((3, 5))  # (M, C, 4, 4)
+    b16, b4 = _box_sums(refp, BLOCK), _box_sums(refp, 4)
+    ar = torch.arange(-radius, radius + 1, device=dev)
+    d = torch.stack(torch.meshgrid(ar, ar, indexing="ij"), -1).reshape(-1, 2)  # (D, 2)
+    pen = lam * d.abs().sum(-1)  # (D,)
+    step = torch.arange(4, device=dev) * 4
+    keys = best_key[rows].clone()
+    bound = keys >> (3 * _KEY_BITS)  # (M,)
+    for r0 in range(0, m, _SEA_BLOCKS):
+        o = org[r0 : r0 + _SEA_BLOCKS]
+        y = pad + o[:, None, 0] + d[None, :, 0]  # (m, D): where each vector's reference block starts
+        x = pad + o[:, None, 1] + d[None, :, 1]
+        inside = ((d[None, :, 0] >= -o[:, None, 0] - BLOCK) & (d[None, :, 0] <= h - o[:, None, 0])
+                  & (d[None, :, 1] >= -o[:, None, 1] - BLOCK) & (d[None, :, 1] <= w - o[:, None, 1]))
+        lb = (s16[r0 : r0 + _SEA_BLOCKS].T[:, :, None] - b16[:, y, x]).abs().sum(0) + pen  # (m, D)
+        bi, di = ((lb <= bound[r0 : r0 + _SEA_BLOCKS, None]) & inside).nonzero(as_tuple=True)
+        for k0 in range(0, bi.shape[0], _SEA_CHUNK):
+            i, j = bi[k0 : k0 + _SEA_CHUNK], di[k0 : k0 + _SEA_CHUNK]
+            yy, xx = y[i, j], x[i, j]
+            i = i + r0
+            sub = b4[:, yy[:, None, None] + step[:, None], xx[:, None, None] + step]  # (C, K, 4, 4)
+            left = (s4[i] - sub.transpose(0, 1)).abs().sum((1, 2, 3)) + pen[j] <= bound[i]
+            i, j = i[left], j[left]
+            sad = scorer._gather_sad(rows[i], d[j])
+            keys.scatter_reduce_(0, i, _key(sad + pen[j], d[j]), "amin")
+    off, low = _MAX_RADIUS + 1, (1 << _KEY_BITS) - 1
+    best[rows] = torch.stack((((keys >> _KEY_BITS) & low) - off, (keys & low) - off), -1)
+    best_key[rows] = keys
 
 
 def _field(d: torch.Tensor, key: torch.Tensor, active: torch.Tensor, by: int, bx: int, lam: int) -> MotionField:
@@ -510,8 +502,6 @@ def stage_lambdas(lam: int) -> tuple[int, ...]:
     return (
         _lambda(lam, 8, 6, 4 * 64),  # the 1/8 neighbourhood search
         _lambda(lam, 4, 6, 4 * 16), _lambda(lam, 2, 10, 4 * 4), _lambda(lam, 1, 16, 4),  # refine, ring 1/1/0
-        _lambda(lam, 4, 4, 4 * 16),  # the rescue's window search at 1/4
-        _lambda(lam, 2, 8, 4 * 4), _lambda(lam, 1, 16, 4),  # its refinements, ring 0
     )
 
 
@@ -565,7 +555,6 @@ def fast_search_torch(
         best_key, idx = scorer.keys(cand).min(1)
         best = cand[rows, idx]
     best, best_key = _polish(scorer, best, radius)
-    _rescue(y_cur, y_ref, scorer, radius, lam, active, best, best_key)
     best, best_key = _walk_downhill(scorer, rows, best, radius, lam)
-    _walk_flat(scorer, best, best_key, active, radius, lam)
+    _exact_search(scorer, _ambiguous(cur, active, best_key), radius, lam, best, best_key)
     return _field(best, best_key, active, by, bx, lam)

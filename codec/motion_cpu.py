@@ -31,6 +31,7 @@ _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freez
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
 _CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
+_TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
 
 
 def _keep_freed_memory() -> bool:
@@ -285,32 +286,6 @@ def _half(v: int) -> int:
 
 
 @numba.njit(**_JIT)
-def _window_block(curp, cpad, refp, pad, oy, ox, r, lam, top, out):
-    """codec.motion._window_search for one block at 1/4: every vector in +-r, own 4x4 px only.
-
-    For each row of vectors the 2r+1 SADs are summed side by side, one block pixel at a time,
-    which vectorises over dx.
-    """
-    size = BLOCK // 4
-    n = 2 * r + 1
-    keys = np.full(top, _INF, np.int64)
-    acc = np.empty(n, np.int32)
-    for dy in range(-r, r + 1):
-        acc[:] = 0
-        for u in range(size):
-            row = refp[pad + oy + dy + u, pad + ox - r : pad + ox + r + size]
-            for v in range(size):
-                c = curp[cpad + oy + u, cpad + ox + v]
-                for j in range(n):
-                    acc[j] += abs(row[v + j] - c)
-        for j in range(n):
-            dx = j - r
-            pen = lam * (abs(dy) + abs(dx))
-            if (np.int64(acc[j] + pen) << (3 * _KEY_BITS)) < keys[top - 1]:
-                _insert(keys, out, top, _key(acc[j] + pen, dy, dx), dy, dx)
-
-
-@numba.njit(**_JIT)
 def _levels(cur, ref, radius):
     """Luma pyramids: the current frame's padded by 1 (the ring), the reference's by each level's reach."""
     yc, yr = _pyramid(cur), _pyramid(ref)
@@ -376,28 +351,6 @@ def _ring(cands, start, vy, vx, radius, centre):
 
 
 @numba.njit(**_JIT)
-def _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, keep, lam, b, vec, best_key, cvec, ckey, cn,
-                  memos):
-    """codec.motion._rescue for one block: a block-only window search at 1/4, refined, decided exactly."""
-    bx = cur.shape[1] // (3 * BLOCK)
-    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    r2 = radius // 4
-    win = np.zeros((top, 2), np.int64)
-    _window_block(ycp[2], 1, yrp[2], lpad[2], oy // 4, ox // 4, r2, lams[4], top, win)
-    win *= 2
-    mid = np.zeros((keep[0], 2), np.int64)
-    _refine_block(ycp[1], yrp[1], oy // 2, ox // 2, BLOCK // 2, 0, lams[5], radius // 2, lpad[1], 1, win, top,
-                  keep[0], mid, memos[1])
-    mid *= 2
-    cands = np.zeros((keep[1] + 1, 2), np.int64)
-    _refine_block(ycp[0], yrp[0], oy, ox, BLOCK, 0, lams[6], radius, lpad[0], 1, mid, keep[0], keep[1], cands,
-                  memos[0])
-    cands[keep[1], 0], cands[keep[1], 1] = vec[b, 0], vec[b, 1]
-    # The exact decision (the downhill walk that follows refines it by +-1).
-    best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep[1] + 1, cvec, ckey, cn)
-
-
-@numba.njit(**_JIT)
 def _neighbours(b: int, by: int, bx: int) -> tuple[int, int, int, int]:
     """The blocks above, below, left and right of block ``b`` (an edge block stands in for a missing
     one), as codec.motion._neighbours."""
@@ -406,13 +359,189 @@ def _neighbours(b: int, by: int, bx: int) -> tuple[int, int, int, int]:
 
 
 @numba.njit(**_JIT)
-def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds,
-           rescue_cost, rescue_median, rescue_top, rescue_keep, rescue_share, flat_cost):
+def _texture(cur, b):
+    """codec.motion.texture of block ``b``: the sum of |differences| between horizontally and
+    vertically neighbouring pixels inside it, over RGB."""
+    bx = cur.shape[1] // (3 * BLOCK)
+    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+    n = 3 * BLOCK
+    t = 0
+    for u in range(BLOCK):
+        row = cur[oy + u, 3 * ox : 3 * ox + n]
+        for v in range(n - 3):
+            p, q = row[v], row[v + 3]
+            t += np.int32(max(p, q) - min(p, q))
+        if u + 1 < BLOCK:
+            below = cur[oy + u + 1, 3 * ox : 3 * ox + n]
+            for v in range(n):
+                p, q = row[v], below[v]
+                t += np.int32(max(p, q) - min(p, q))
+    return t
+
+
+@numba.njit(**_JIT)
+def _boxes(refp):
+    """Sums of every 4x4, 8x8 and 16x16 window of the padded (Hp, 3Wp) reference, per channel,
+    as interleaved rows: ``b4[y, 3x + c]`` sums channel c over rows y..y+3, columns x..x+3."""
+    hp, n = refp.shape
+    r4 = np.empty((hp, n - 9), np.int32)  # 4 px along a row
+    for y in range(hp):
+        a, o = refp[y], r4[y]
+        for j in range(n - 9):
+            o[j] = np.int32(a[j]) + np.int32(a[j + 3]) + np.int32(a[j + 6]) + np.int32(a[j + 9])
+    b4 = np.empty((hp - 3, n - 9), np.int32)
+    for y in range(hp - 3):
+        a0, a1, a2, a3, o = r4[y], r4[y + 1], r4[y + 2], r4[y + 3], b4[y]
+        for j in range(n - 9):
+            o[j] = a0[j] + a1[j] + a2[j] + a3[j]
+    b8 = np.empty((hp - 7, n - 21), np.int32)
+    for y in range(hp - 7):
+        a0, a1, o = b4[y], b4[y + 4], b8[y]
+        for j in range(n - 21):
+            o[j] = a0[j] + a0[j + 12] + a1[j] + a1[j + 12]
+    b16 = np.empty((hp - 15, n - 45), np.int32)
+    for y in range(hp - 15):
+        a0, a1, o = b8[y], b8[y + 8], b16[y]
+        for j in range(n - 45):
+            o[j] = a0[j] + a0[j + 24] + a1[j] + a1[j + 24]
+    return b4, b8, b16
+
+
+@numba.njit(**_JIT)
+def _ranges(b16, y0, x0):
+    """Least and greatest 16x16 window sum per channel over tiles of _TILE x _TILE window positions
+    from (y0, x0) -> (Ty, 3Tx) each, interleaved as ``b16``."""
+    hp, n = b16.shape
+    wp = n // 3
+    ty, tx = (hp - y0 + _TILE - 1) // _TILE, (wp - x0 + _TILE - 1) // _TILE
+    mn = np.empty((ty, 3 * tx), np.int32)
+    mx = np.empty((ty, 3 * tx), np.int32)
+    lo = np.empty(n, np.int32)
+    hi = np.empty(n, np.int32)
+    for k in range(ty):  # down the tile's rows (contiguous), then across each tile's columns
+        ya = y0 + k * _TILE
+        lo[:] = b16[ya]
+        hi[:] = b16[ya]
+        for y in range(ya + 1, min(hp, ya + _TILE)):
+            a = b16[y]
+            for j in range(n):
+                lo[j] = min(lo[j], a[j])
+                hi[j] = max(hi[j], a[j])
+        for q in range(tx):
+            xa = x0 + q * _TILE
+            for ch in range(3):
+                lo_, hi_ = lo[3 * xa + ch], hi[3 * xa + ch]
+                for x in range(xa + 1, min(wp, xa + _TILE)):
+                    lo_ = min(lo_, lo[3 * x + ch])
+                    hi_ = max(hi_, hi[3 * x + ch])
+                mn[k, 3 * q + ch], mx[k, 3 * q + ch] = lo_, hi_
+    return mn, mx
+
+
+@numba.njit(**_JIT)
+def _gap(v, lo, hi):
+    """Distance from ``v`` to the interval [lo, hi]."""
+    return lo - v if v < lo else (v - hi if v > hi else 0)
+
+
+@numba.njit(inline="always", **_JIT)  # inlined, so n and size are constants and the loops unroll
+def _sums_gap(sums, box, y, x3, n, size):
+    """Sum over sub-blocks and channels of |the block's sum - the reference window's sum|, a lower
+    bound of the SAD: ``sums`` (n, 3n) holds the block's n x n sub-blocks of ``size`` px, ``box``
+    the reference's window sums of that size, read at row ``y`` and interleaved column ``x3``."""
+    t = 0
+    for i in range(n):
+        for j in range(n):
+            for ch in range(3):
+                t += abs(sums[i, 3 * j + ch] - box[y + size * i, x3 + 3 * size * j + ch])
+    return t
+
+
+@numba.njit(**_JIT)
+def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, mn, mx, b, vec, best_key):
+    """codec.motion._exact_search for block ``b``: the exhaustive optimum by successive elimination.
+
+    Vectors go tile by tile (_TILE x _TILE of them); a tile, then a vector, is passed over once a
+    lower bound of its cost exceeds the best cost so far: lambda|d| with the sums of the whole
+    block against the tile's range of window sums, then the block's, its four 8x8 and its
+    sixteen 4x4 sub-blocks' sums against the reference's, per channel; the vectors left get an
+    exact SAD (in 16-bit lanes, which vectorise: 2x faster here than a running sum that stops
+    early). Vectors further out than the first whose reference block lies wholly in the
+    edge-replicated margin see the same block at a higher lambda|d|, and are skipped.
+    """
+    h, w = cur.shape[0], cur.shape[1] // 3
+    bx = w // BLOCK
+    oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+    s4 = np.zeros((4, 12), np.int32)  # the block's 4x4 sub-block sums, [i, 3j + c]
+    for u in range(BLOCK):
+        row = cur[oy + u, 3 * ox : 3 * ox + 3 * BLOCK]
+        for v in range(BLOCK):
+            for ch in range(3):
+                s4[u // 4, 3 * (v // 4) + ch] += np.int32(row[3 * v + ch])
+    s8 = np.zeros((2, 6), np.int32)  # its 8x8 sub-blocks', and its own (s16)
+    for i in range(4):
+        for j in range(12):
+            s8[i // 2, 3 * ((j // 3) // 2) + j % 3] += s4[i, j]
+    s16 = np.zeros((1, 3), np.int32)
+    for j in range(6):
+        s16[0, j % 3] += s8[0, j] + s8[1, j]
+    acc = np.zeros(3 * BLOCK, np.uint16)
+    best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
+    ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
+    xlo, xhi = max(-radius, -ox - BLOCK), min(radius, w - ox)
+    n_tiles = (2 * radius + _TILE) // _TILE
+    for ky in range(n_tiles):
+        dy0, dy1 = max(ylo, -radius + _TILE * ky), min(yhi, -radius + _TILE * ky + _TILE - 1)
+        if dy0 > dy1:
+            continue
+        py = 0 if dy0 <= 0 <= dy1 else min(abs(dy0), abs(dy1))
+        lo_row, hi_row = mn[oy // _TILE + ky], mx[oy // _TILE + ky]
+        for kx in range(n_tiles):
+            dx0, dx1 = max(xlo, -radius + _TILE * kx), min(xhi, -radius + _TILE * kx + _TILE - 1)
+            if dx0 > dx1:
+                continue
+            px = 0 if dx0 <= 0 <= dx1 else min(abs(dx0), abs(dx1))
+            t = 3 * (ox // _TILE + kx)
+            bound = lam * (py + px)
+            for ch in range(3):
+                bound += _gap(s16[0, ch], lo_row[t + ch], hi_row[t + ch])
+            if bound > best >> (3 * _KEY_BITS):
+                continue
+            for dy in range(dy0, dy1 + 1):
+                y = pad + oy + dy
+                for dx in range(dx0, dx1 + 1):
+                    top = best >> (3 * _KEY_BITS)  # the cost to stay within
+                    x3 = 3 * (pad + ox + dx)
+                    cost = lam * (abs(dy) + abs(dx))
+                    if cost + _sums_gap(s16, b16, y, x3, 1, 16) > top:
+                        continue
+                    if cost + _sums_gap(s8, b8, y, x3, 2, 8) > top:
+                        continue
+                    if cost + _sums_gap(s4, b4, y, x3, 4, 4) > top:
+                        continue
+                    acc[:] = 0  # the SAD in 16-bit lanes, one per RGB value of a row (at most 16 * 255)
+                    for u in range(BLOCK):
+                        a = cur[oy + u, 3 * ox : 3 * ox + 3 * BLOCK]
+                        r = refp[y + u, x3 : x3 + 3 * BLOCK]
+                        for v in range(3 * BLOCK):
+                            p, q = a[v], r[v]
+                            acc[v] += np.uint16(max(p, q) - min(p, q))
+                    lb = cost
+                    for v in range(3 * BLOCK):
+                        lb += acc[v]
+                    if lb <= top:
+                        key = _key(lb, dy, dx)
+                        if key < best:
+                            best, bdy, bdx = key, dy, dx
+    best_key[b], vec[b, 0], vec[b, 1] = best, bdy, bdx
+
+
+@numba.njit(**_JIT)
+def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, hard_cost, hard_share):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
-    full resolution, the rescue's window search, and its refinements at 1/2 and full resolution.
-    Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
+    full resolution. Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
     by, bx = h // BLOCK, w // BLOCK
@@ -465,38 +594,29 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
                 j += 1
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, j, cvec, ckey, cn)
 
-    # Rescue: blocks far above a noise floor and the frame's median get a block-only search.
-    costs = np.sort(best_key[active] >> (3 * _KEY_BITS))
-    floor = max(rescue_cost, rescue_median * costs[(costs.shape[0] - 1) // 2])  # the lower median
-    hard = active & ((best_key >> (3 * _KEY_BITS)) > floor)
-    m = hard.sum()
-    if 0 < m <= rescue_share * nb:
-        top = min(rescue_top, (2 * (radius // 4) + 1) ** 2)
-        for b in range(nb):
-            if hard[b]:
-                _rescue_block(cur, refp, pad, ycp, yrp, lpad, radius, lams, top, rescue_keep, lam, b, vec, best_key,
-                              cvec, ckey, cn, memos)
-
     for b in range(nb):  # walk downhill: exact +-1 steps while a neighbouring vector is better
         if active[b]:
             best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, vec[b, 0], vec[b, 1], cands,
                                                       cvec, ckey, cn)
-    old = vec.copy()
-    starts = np.zeros((4, 2), np.int64)
-    for b in range(nb):  # flat blocks walk again from their neighbours' vectors
-        if active[b] and (best_key[b] >> (3 * _KEY_BITS)) < flat_cost:
-            for j, nbr in enumerate(_neighbours(b, by, bx)):
-                starts[j, 0], starts[j, 1] = old[nbr, 0], old[nbr, 1]
-            for j in range(4):
-                sy, sx = starts[j, 0], starts[j, 1]
-                seen = sy == old[b, 0] and sx == old[b, 1]  # a walk from a start already walked ends alike
-                for i in range(j):
-                    seen = seen or (sy == starts[i, 0] and sx == starts[i, 1])
-                if seen:
-                    continue
-                key, wy, wx = _walk(cur, refp, pad, lam, radius, b, sy, sx, cands, cvec, ckey, cn)
-                if key < best_key[b]:
-                    best_key[b], vec[b, 0], vec[b, 1] = key, wy, wx
+
+    # Ambiguous blocks get the exhaustive optimum (codec.motion._ambiguous picks the same ones).
+    amb = np.zeros(nb, np.bool_)
+    n_hard = 0
+    for b in range(nb):
+        if active[b]:
+            cost = best_key[b] >> (3 * _KEY_BITS)
+            amb[b] = _texture(cur, b) <= ambiguous * cost
+            if amb[b] and cost > hard_cost:
+                n_hard += 1
+    if n_hard > hard_share * nb:
+        for b in range(nb):
+            amb[b] = amb[b] and (best_key[b] >> (3 * _KEY_BITS)) <= hard_cost
+    if amb.any():
+        b4, b8, b16 = _boxes(refp)
+        mn, mx = _ranges(b16, pad - radius, pad - radius)
+        for b in range(nb):
+            if amb[b]:
+                _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, mn, mx, b, vec, best_key)
     return vec, best_key, active
 
 
@@ -549,8 +669,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
     vec, key, active = search(
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
-        motion._RESCUE_COST, motion._RESCUE_MEDIAN, motion._RESCUE_TOP, np.array(motion._RESCUE_KEEP, np.int64),
-        motion._RESCUE_SHARE, motion._FLAT_COST,
+        motion._AMBIGUOUS, motion._HARD_COST, motion._HARD_SHARE,
     )
     act = torch.from_numpy(active)
     return motion._field(torch.from_numpy(vec)[act], torch.from_numpy(key)[act], act, by, bx, lam)

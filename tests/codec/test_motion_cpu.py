@@ -55,7 +55,7 @@ def pair(photo: np.ndarray, dy: int, dx: int, h: int, w: int, seed: int = 0, noi
 )
 def test_fast_kernel_equals_the_torch_search(photo, dy, dx, h, w, radius):
     """Shapes, radii that are no multiple of 8 (or below it, where the 1/8 level holds one vector),
-    an object with no match (the rescue), and the prior."""
+    an object with no match and blocks at the edge (the exact search of ambiguous blocks), and the prior."""
     cur, ref = pair(photo, dy, dx, h, w)
     first = fast_search_torch(cur, ref, radius, LAM)
     assert_same(motion_cpu.fast_search(cur, ref, radius, LAM), first)

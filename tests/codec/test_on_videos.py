@@ -119,7 +119,7 @@ def test_fast_search_against_the_exhaustive_optimum_on_generated_video(videos, n
 
     Blocks with a real match (exhaustive error <= 4 per RGB value) are where the vectors matter;
     blocks of content entering the frame have no match, and the exhaustive optimum there is a
-    partial match anywhere in the window (the fast search's rescue stage looks for it).
+    partial match anywhere in the window (the fast search's exact stage finds it).
     bench/codec_speed.py reports both shares at 512x512.
     """
     _, frames, _ = videos(name, duration=30.0 if name != "pan" else 60.0)
