@@ -127,7 +127,8 @@ class MotionCache:
         self.fields = [f for f in fields if f is not None]
         self.calls = 0
 
-    def __call__(self, cur: torch.Tensor, ref: torch.Tensor, config: object = None, prior: object = None) -> MotionField:
+    def __call__(self, cur: torch.Tensor, ref: torch.Tensor, config: object = None, prior: object = None,
+                 anchor_above: object = None) -> MotionField:
         """The next recorded field (same frames, same order as the recording run)."""
         out = self.fields[self.calls]
         self.calls += 1

@@ -166,7 +166,8 @@ class GopEncoder:
         pcost = None
         per_block = None
         if self._prev is not None:
-            field = estimate_motion(cur, self._prev, self.config.motion, prior=self._prev_field)
+            field = estimate_motion(cur, self._prev, self.config.motion, prior=self._prev_field,
+                                    anchor_above=self.config.gop.gamma_per_block)
             pcost = field.pcost
             per_block = pcost / field.n_blocks
         reason = decide(per_block, self._pos, self.config.gop, gamma_scale, refresh)

@@ -17,7 +17,8 @@ Two searches share the cost and the tie-break, so they can be compared block by 
   texture is at most ``_AMBIGUOUS`` times its cost is flat (noise decides among a wide basin of
   near-equal vectors) or has no true match (content entering the frame, uncovered background:
   the optimum is a partial match anywhere in the window), which is where the pyramid's
-  proposals fail. Blocks whose zero-vector SAD is 0 (static content) skip the search.
+  proposals fail. A frame the caller will make an anchor (``anchor_above``) skips that stage.
+  Blocks whose zero-vector SAD is 0 (static content) skip the search.
 
 All arithmetic is integer (or float32 on integers small enough to be exact), and every selection
 uses a unique integer key ``(cost, |d|_1, dy, dx)``, so CPU and CUDA give identical vectors.
@@ -29,6 +30,7 @@ and block-by-block kernels compiled with numba in ``codec.motion_cpu`` (what the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,12 +48,6 @@ _PROPAGATION_ROUNDS = 2  # rounds of adopting a neighbour's winner
 # A block whose texture (the sum of |differences| between neighbouring pixels inside it, over
 # RGB) is at most this many times its cost is ambiguous, and gets an exact search.
 _AMBIGUOUS = 3
-# A frame where more than this share of the blocks is ambiguous at a cost above 2 per RGB value
-# (H.264 noise on a real match is about 1) is not predictable (a cut, motion beyond the window):
-# it becomes an anchor, and an exact search there would try most of the window for most blocks,
-# so only its ambiguous blocks at or under that cost get one.
-_HARD_COST = 2 * 3 * BLOCK * BLOCK
-_HARD_SHARE = 0.25
 _SEA_BLOCKS, _SEA_CHUNK = 32, 1 << 16  # blocks, then candidates, per step of the torch exact search (its memory)
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
@@ -96,8 +92,15 @@ def estimate_motion(
     ref: torch.Tensor,
     config: MotionConfig = MotionConfig(),
     prior: MotionField | None = None,
+    anchor_above: float | None = None,
 ) -> MotionField:
-    """Motion of ``cur`` against ``ref`` (both (3, H, W) uint8, H and W multiples of 32)."""
+    """Motion of ``cur`` against ``ref`` (both (3, H, W) uint8, H and W multiples of 32).
+
+    ``anchor_above``: the pcost per block over which the caller makes the frame an anchor (the
+    GOP rule's gamma). The fast search then skips its exact stage when the cost before it is
+    already over: no vector predicts such a frame (a cut, motion beyond the window), its field
+    only gives its pcost, and the exact stage would try most of the window for most blocks.
+    """
     if cur.shape != ref.shape:
         raise ValueError(f"frame shapes differ: {tuple(cur.shape)} vs {tuple(ref.shape)}")
     _, h, w = cur.shape
@@ -107,7 +110,7 @@ def estimate_motion(
         raise ValueError(f"radius {config.radius} exceeds the supported {_MAX_RADIUS} px")
     if config.method == "exhaustive":
         return exhaustive_search(cur, ref, config.radius, config.lam)
-    return fast_search(cur, ref, config.radius, config.lam, prior)
+    return fast_search(cur, ref, config.radius, config.lam, prior, anchor_above)
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -398,14 +401,19 @@ def texture(cur: torch.Tensor) -> torch.Tensor:
     return (gx + gy).reshape(-1)
 
 
-def _ambiguous(cur: torch.Tensor, active: torch.Tensor, best_key: torch.Tensor) -> torch.Tensor:
-    """Rows into ``active`` of the blocks the exact search takes (see ``_AMBIGUOUS``, ``_HARD_SHARE``)."""
+def _ambiguous(cur: torch.Tensor, active: torch.Tensor, best_key: torch.Tensor, limit: int) -> torch.Tensor:
+    """Rows into ``active`` of the blocks the exact search takes (see ``_AMBIGUOUS``): none when
+    the frame's pcost is over ``limit`` (-1: no limit; see ``anchor_limit``)."""
     cost = best_key >> (3 * _KEY_BITS)
-    amb = texture(cur)[active] <= _AMBIGUOUS * cost
-    hard = amb & (cost > _HARD_COST)
-    if int(hard.sum()) > _HARD_SHARE * active.numel():
-        amb &= ~hard
-    return amb.nonzero().squeeze(1)
+    if 0 <= limit < int(cost.sum()):
+        return cost.new_zeros(0)
+    return (texture(cur)[active] <= _AMBIGUOUS * cost).nonzero().squeeze(1)
+
+
+def anchor_limit(anchor_above: float | None, n_blocks: int) -> int:
+    """The pcost over which a frame of ``n_blocks`` is an anchor, as an integer (-1: none):
+    for an integer pcost, ``pcost > limit`` exactly when ``pcost / n_blocks > anchor_above``."""
+    return -1 if anchor_above is None else math.floor(anchor_above * n_blocks)
 
 
 def _exact_search(
@@ -483,18 +491,21 @@ def _neighbours(d: torch.Tensor, by: int, bx: int) -> torch.Tensor:
 
 
 def fast_search(
-    cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None
+    cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None,
+    anchor_above: float | None = None,
 ) -> MotionField:
-    """Coarse-to-fine search with predictors; matches the exhaustive cost on almost every block.
+    """Coarse-to-fine search with predictors and an exact stage (see ``estimate_motion`` for
+    ``anchor_above``); ambiguous blocks get the exhaustive optimum, and almost every other block
+    is within 1% of it.
 
     On the CPU it runs compiled (``codec.motion_cpu``), elsewhere as batched torch ops
     (``fast_search_torch``); both give the same field.
     """
     if cur.device.type != "cpu":
-        return fast_search_torch(cur, ref, radius, lam, prior)
+        return fast_search_torch(cur, ref, radius, lam, prior, anchor_above)
     from videomemory.codec import motion_cpu  # imports this module's constants
 
-    return motion_cpu.fast_search(cur, ref, radius, lam, prior)
+    return motion_cpu.fast_search(cur, ref, radius, lam, prior, anchor_above)
 
 
 def stage_lambdas(lam: int) -> tuple[int, ...]:
@@ -506,7 +517,8 @@ def stage_lambdas(lam: int) -> tuple[int, ...]:
 
 
 def fast_search_torch(
-    cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None
+    cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int, prior: MotionField | None = None,
+    anchor_above: float | None = None,
 ) -> MotionField:
     """The fast search as batched torch ops over all blocks (CUDA; the reference of the CPU kernel)."""
     _, h, w = cur.shape
@@ -556,5 +568,6 @@ def fast_search_torch(
         best = cand[rows, idx]
     best, best_key = _polish(scorer, best, radius)
     best, best_key = _walk_downhill(scorer, rows, best, radius, lam)
-    _exact_search(scorer, _ambiguous(cur, active, best_key), radius, lam, best, best_key)
+    limit = anchor_limit(anchor_above, by * bx)
+    _exact_search(scorer, _ambiguous(cur, active, best_key, limit), radius, lam, best, best_key)
     return _field(best, best_key, active, by, bx, lam)

@@ -537,11 +537,12 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, mn, mx, b, vec, best_
 
 
 @numba.njit(**_JIT)
-def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, hard_cost, hard_share):
+def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, limit):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
-    full resolution. Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
+    full resolution. ``limit``: the pcost over which the exact stage is skipped (-1: none).
+    Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
     by, bx = h // BLOCK, w // BLOCK
@@ -601,16 +602,10 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
     # Ambiguous blocks get the exhaustive optimum (codec.motion._ambiguous picks the same ones).
     amb = np.zeros(nb, np.bool_)
-    n_hard = 0
-    for b in range(nb):
-        if active[b]:
-            cost = best_key[b] >> (3 * _KEY_BITS)
-            amb[b] = _texture(cur, b) <= ambiguous * cost
-            if amb[b] and cost > hard_cost:
-                n_hard += 1
-    if n_hard > hard_share * nb:
+    if limit < 0 or (best_key[active] >> (3 * _KEY_BITS)).sum() <= limit:
         for b in range(nb):
-            amb[b] = amb[b] and (best_key[b] >> (3 * _KEY_BITS)) <= hard_cost
+            if active[b]:
+                amb[b] = _texture(cur, b) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
     if amb.any():
         b4, b8, b16 = _boxes(refp)
         mn, mx = _ranges(b16, pad - radius, pad - radius)
@@ -658,7 +653,7 @@ def exhaustive(cur, ref, radius, lam):
 
 
 def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
-                prior: motion.MotionField | None = None) -> motion.MotionField:
+                prior: motion.MotionField | None = None, anchor_above: float | None = None) -> motion.MotionField:
     """codec.motion.fast_search on CPU tensors (3, H, W) uint8, compiled."""
     _, h, w = cur.shape
     by, bx = h // BLOCK, w // BLOCK
@@ -669,7 +664,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
     vec, key, active = search(
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
-        motion._AMBIGUOUS, motion._HARD_COST, motion._HARD_SHARE,
+        motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx),
     )
     act = torch.from_numpy(active)
     return motion._field(torch.from_numpy(vec)[act], torch.from_numpy(key)[act], act, by, bx, lam)

@@ -206,7 +206,7 @@ def test_ambiguous_blocks_get_the_exhaustive_optimum(flat_pan):
     """A block whose texture is at most 3x its cost (the flat sky, content entering at the edge)
     gets the exhaustive optimum, vector and cost. The search picks them by their cost before the
     exact stage, which only lowers a cost, so every block that is ambiguous by its final cost was
-    picked; this pan has too few blocks without a match for the unpredictable-frame rule."""
+    picked."""
     from videomemory.codec.motion import texture
 
     checked = flat = 0
@@ -236,7 +236,7 @@ def test_fast_search_is_within_1pct_of_the_optimum_on_the_predicted_pairs_at_512
     frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
     gamma, prior, within, predicted = GopConfig().gamma_per_block, None, [], 0
     for cur, ref in zip(frames[1:], frames):
-        fa = fast_search(cur, ref, 64, LAM, prior)
+        fa = fast_search(cur, ref, 64, LAM, prior, anchor_above=gamma)  # as the encoder calls it
         prior = fa
         if torch.equal(cur, ref) or fa.pcost / fa.n_blocks > gamma:
             continue
@@ -246,3 +246,15 @@ def test_fast_search_is_within_1pct_of_the_optimum_on_the_predicted_pairs_at_512
     assert predicted >= 8
     share = torch.stack(within).float().mean().item()
     assert share >= 0.99, f"{name}: {share:.2%} of blocks within 1%"
+
+
+def test_a_frame_over_the_anchor_threshold_skips_the_exact_stage(flat_pan):
+    """An anchor's field only gives its pcost: over ``anchor_above`` the search keeps the pyramid's
+    answer (never better than the exact one), at or under it the frame gets the exact stage."""
+    cur, ref = flat_pan[2], flat_pan[1]
+    exact = fast_search(cur, ref, 64, LAM)
+    per_block = exact.pcost / exact.n_blocks
+    skipped = fast_search(cur, ref, 64, LAM, anchor_above=per_block / 2)
+    assert skipped.pcost > exact.pcost and bool((skipped.cost >= exact.cost).all())
+    assert torch.equal(fast_search(cur, ref, 64, LAM, anchor_above=skipped.pcost / skipped.n_blocks).cost, exact.cost)
+    assert torch.equal(estimate_motion(cur, ref, MotionConfig(), anchor_above=per_block / 2).cost, skipped.cost)

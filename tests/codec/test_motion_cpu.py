@@ -15,7 +15,7 @@ from skimage import data
 from skimage.transform import resize
 
 from videomemory.codec import motion_cpu
-from videomemory.codec.config import MotionConfig
+from videomemory.codec.config import GopConfig, MotionConfig
 from videomemory.codec.motion import (
     MotionField,
     as_tensor,
@@ -62,11 +62,15 @@ def test_fast_kernel_equals_the_torch_search(photo, dy, dx, h, w, radius):
     cur2, _ = pair(photo, 2 * dy, 2 * dx, h, w, seed=1)
     assert_same(motion_cpu.fast_search(cur2, cur, radius, LAM, prior=first),
                 fast_search_torch(cur2, cur, radius, LAM, prior=first))
+    # A frame the caller makes an anchor whatever its cost (the exact stage skipped), and one it never does.
+    for above in (0.0, 1e9):
+        assert_same(motion_cpu.fast_search(cur, ref, radius, LAM, anchor_above=above),
+                    fast_search_torch(cur, ref, radius, LAM, anchor_above=above))
 
 
 def test_fast_kernel_equals_the_torch_search_on_generated_video(tmp_path):
     """Consecutive sampled frames of every motion class at 512x512, each with the previous field as
-    prior, as the encoder calls it."""
+    prior and gamma as the anchor threshold, as the encoder calls it."""
     from videomemory.bench import synth
     from videomemory.codec.decode import sample_frames
 
@@ -74,10 +78,10 @@ def test_fast_kernel_equals_the_torch_search_on_generated_video(tmp_path):
     for name in ("mixed", "objects"):
         truth = synth.write_video(tmp_path / f"{name}.mp4", synth.preset(name, size, 6.0, seed=3), size, 10.0, seed=3)
         frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
-        prior = None
+        prior, gamma = None, GopConfig().gamma_per_block
         for cur, ref in zip(frames[1:], frames):
-            expected = fast_search_torch(cur, ref, 64, LAM, prior)
-            assert_same(fast_search(cur, ref, 64, LAM, prior), expected)
+            expected = fast_search_torch(cur, ref, 64, LAM, prior, anchor_above=gamma)
+            assert_same(fast_search(cur, ref, 64, LAM, prior, anchor_above=gamma), expected)
             prior = expected
 
 
