@@ -1,18 +1,18 @@
 """Codec speed at 512x512: fast vs exhaustive motion search, decode-only vs decode + code.
 
-Run:  python -m videomemory.bench.codec_speed            (about 6 minutes on 2 cores: every pair with motion)
+Run:  python -m videomemory.bench.codec_speed            (about 13 minutes on 2 cores: every pair with motion)
       python -m videomemory.bench.codec_speed --quick    (about a minute: 12 s videos, 6 pairs each)
 
 Every figure is measured in this run, next to its baseline: the fast search against the
 exhaustive reference on the same frame pairs (speed and cost agreement), the CPU kernel of the
 fast search against its batched torch version (speed; the fields must be identical), and
-decode + code against decode alone on the same files. The fast searches' times are the least of
-3 runs per pair (the exhaustive one and the torch one run once); they get gamma as the anchor
+decode + code against decode alone on the same files. The kernel's times are the least of 3
+runs per pair (the exhaustive one and the torch one run once); they get gamma as the anchor
 threshold, as the encoder calls them, so a pair over it skips the exact stage. Agreement is also
 given over the pairs the coder makes P-frames, since an anchor's field is not used (only its
-pcost, which the fast search never underestimates). core-ms counts CPU time of every thread of the process
-(``time.process_time``), so it is comparable across machines with other core counts; the paper's
-figure is about 8.8 core-ms per frame (0.12 s for ~218 frames on 16 cores).
+pcost, which the fast search never underestimates). core-ms counts CPU time of every thread of the
+process (``time.process_time``), so it is comparable across machines with other core counts; the
+paper's figure is about 8.8 core-ms per frame (0.12 s for ~218 frames on 16 cores).
 Prints a table and writes JSON (default ``results/codec_speed.json``).
 """
 
