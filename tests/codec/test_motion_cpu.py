@@ -113,3 +113,30 @@ def test_glibc_keeps_freed_search_buffers_for_reuse():
     # Without it every search page-faults its ~10 MB of padded frames and pyramids in again.
     assert motion_cpu.MALLOC_TUNED
     assert motion_cpu._keep_freed_memory()  # glibc accepts both thresholds (mallopt returns 0 past its maximum)
+
+
+_BOUNDS_SCRIPT = """
+import numpy as np, torch
+from videomemory.codec import motion, motion_cpu
+rng = np.random.default_rng(0)
+for h, w, r in [(64, 64, 64), (32, 96, 9), (96, 32, 7), (64, 128, 5), (32, 32, 40)]:
+    ref = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
+    cur = torch.roll(ref, (3, -5), (1, 2)).clone()
+    cur[:, :8, :8] = 128  # flat, and no match
+    fast = motion_cpu.fast_search(cur, ref, r, 4, prior=motion_cpu.fast_search(ref, cur, r, 4))
+    assert torch.equal(fast.cost, motion.fast_search_torch(cur, ref, r, 4, prior=motion_cpu.fast_search(ref, cur, r, 4)).cost)
+    motion_cpu.exhaustive_search(cur, ref, r, 4)
+print("ok")
+"""
+
+
+def test_the_kernels_stay_inside_their_arrays(tmp_path):
+    """The kernels skip bounds checks for speed; here numba checks every index (a fresh cache, so
+    they compile with the checks) on shapes whose window reaches past the frame on every side."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
