@@ -517,9 +517,9 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
             if dx0 > dx1:
                 continue
             px = 0 if dx0 <= 0 <= dx1 else min(abs(dx0), abs(dx1))
-            if _tile_gap(s16, mn16, mx16, oy // _TILE + ky, ox // _TILE + kx, 1) + lam * (py + px) > best >> (3 * _KEY_BITS):
-                continue
-            if _tile_gap(s8, mn8, mx8, oy // _TILE + ky, ox // _TILE + kx, 2) + lam * (py + px) > best >> (3 * _KEY_BITS):
+            room = (best >> (3 * _KEY_BITS)) - lam * (py + px)  # what the tile's SADs must stay within
+            ty, tx = oy // _TILE + ky, ox // _TILE + kx
+            if _tile_gap(s16, mn16, mx16, ty, tx, 1) > room or _tile_gap(s8, mn8, mx8, ty, tx, 2) > room:
                 continue
             for dy in range(dy0, dy1 + 1):
                 y = pad + oy + dy

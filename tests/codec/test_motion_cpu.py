@@ -123,8 +123,9 @@ for h, w, r in [(64, 64, 64), (32, 96, 9), (96, 32, 7), (64, 128, 5), (32, 32, 4
     ref = torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
     cur = torch.roll(ref, (3, -5), (1, 2)).clone()
     cur[:, :8, :8] = 128  # flat, and no match
-    fast = motion_cpu.fast_search(cur, ref, r, 4, prior=motion_cpu.fast_search(ref, cur, r, 4))
-    assert torch.equal(fast.cost, motion.fast_search_torch(cur, ref, r, 4, prior=motion_cpu.fast_search(ref, cur, r, 4)).cost)
+    prior = motion_cpu.fast_search(ref, cur, r, 4)
+    fast = motion_cpu.fast_search(cur, ref, r, 4, prior=prior)
+    assert torch.equal(fast.cost, motion.fast_search_torch(cur, ref, r, 4, prior=prior).cost)
     motion_cpu.exhaustive_search(cur, ref, r, 4)
 print("ok")
 """
