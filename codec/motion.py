@@ -330,17 +330,22 @@ class _Scorer:
             sad[bi, ki] = self._gather_sad(bi, cands[bi, ki])
         return _key(sad + self.lam * cands.abs().sum(-1), cands)
 
-    def _gather_sad(self, rows: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
-        """SAD of active block ``rows`` (M,) at vectors (M, 2) by gathering the reference blocks."""
-        c = self.cur.shape[0]
+    def blocks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The active blocks (N, C, 16, 16) uint8 and their top-left pixels (N, 2), cut out once."""
         if self._curb is None:
+            c = self.cur.shape[0]
             blocks = self.cur.view(c, self.by, BLOCK, self.bx, BLOCK).permute(1, 3, 0, 2, 4)
             self._curb = blocks.reshape(-1, c, BLOCK, BLOCK)[self.active]  # (N, C, 16, 16)
             self._org = _origins(self.by, self.bx, BLOCK, self.cur.device)[self.active]
             self._views = self.refp.unfold(1, BLOCK, 1).unfold(2, BLOCK, 1)  # (C, Hv, Wv, 16, 16) view
-        top = self._org[rows] + self.pad + vecs  # (M, 2)
+        return self._curb, self._org
+
+    def _gather_sad(self, rows: torch.Tensor, vecs: torch.Tensor) -> torch.Tensor:
+        """SAD of active block ``rows`` (M,) at vectors (M, 2) by gathering the reference blocks."""
+        curb, org = self.blocks()
+        top = org[rows] + self.pad + vecs  # (M, 2)
         blocks = self._views[:, top[:, 0], top[:, 1]].transpose(0, 1)  # (M, C, 16, 16)
-        return _absdiff(blocks, self._curb[rows]).sum((1, 2, 3), dtype=torch.int32).to(torch.int64)
+        return _absdiff(blocks, curb[rows]).sum((1, 2, 3), dtype=torch.int32).to(torch.int64)
 
 
 def _polish(scorer: "_Scorer", best: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -435,9 +440,8 @@ def _exact_search(
     dev = best.device
     cur, refp, pad = scorer.cur, scorer.refp, scorer.pad
     c, h, w = cur.shape
-    org = _origins(scorer.by, scorer.bx, BLOCK, dev)[scorer.active][rows]  # (M, 2)
-    blocks = cur.view(c, scorer.by, BLOCK, scorer.bx, BLOCK).permute(1, 3, 0, 2, 4).reshape(-1, c, BLOCK, BLOCK)
-    blocks = blocks[scorer.active][rows].to(torch.int64)  # (M, C, 16, 16)
+    curb, org = scorer.blocks()
+    blocks, org = curb[rows].to(torch.int64), org[rows]  # (M, C, 16, 16), (M, 2)
     s16 = blocks.sum((2, 3))  # (M, C)
     s4 = blocks.view(m, c, 4, 4, 4, 4).sum((3, 5))  # (M, C, 4, 4)
     b16, b4 = _box_sums(refp, BLOCK), _box_sums(refp, 4)
