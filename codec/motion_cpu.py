@@ -7,7 +7,8 @@ checks its assembly against C. The torch version evaluates every candidate of ev
 tensor op per step, which on a CPU streams each intermediate through memory; here each block is
 searched to the end while its pixels are in cache, each cost is computed once per block and
 level (predictors, neighbours, overlapping rings and the polish repeat many vectors), a SAD stops
-once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows).
+once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows; ``codec.simd``
+holds the two vector primitives LLVM does not find itself: psadbw, and 8-lane bounds).
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
 releases the GIL (``nogil=True``), so encoder threads search side by side.
@@ -25,6 +26,7 @@ import torch
 
 from videomemory.codec import motion
 from videomemory.codec.config import BLOCK
+from videomemory.codec.simd import LANES as _LANES, absdiff8, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
@@ -32,6 +34,7 @@ _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
 _CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
 _TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
+_NEVER = 1 << 28  # a lane's penalty that no bound passes (bounds stay below 2**18)
 
 
 def _keep_freed_memory() -> bool:
@@ -124,16 +127,11 @@ def _sad(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, s
 def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, bound: int) -> int:
     """SAD over the 16 x 16 x 3 RGB values of a block of (H, 3W) ``cur`` at px (cy, cx) against
     ``ref``; stops early, as ``_sad``, once past ``bound``."""
-    n = 3 * BLOCK
     total = 0
-    for u in range(BLOCK):
-        a = cur[cy + u, 3 * cx : 3 * cx + n]
-        b = ref[ry + u, 3 * rx : 3 * rx + n]
-        row = 0
-        for v in range(n):
-            p, q = a[v], b[v]
-            row += np.int32(max(p, q) - min(p, q))
-        total += row
+    i, j = 3 * cx, 3 * rx
+    for u in range(BLOCK):  # a row is 48 values: three 16-value SADs
+        a, b = cur[cy + u], ref[ry + u]
+        total += sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
         if total > bound:
             break
     return total
@@ -382,60 +380,74 @@ def _texture(cur, b):
 @numba.njit(**_JIT)
 def _boxes(refp):
     """Sums of every 4x4, 8x8 and 16x16 window of the padded (Hp, 3Wp) reference, per channel,
-    as interleaved rows: ``b4[y, 3x + c]`` sums channel c over rows y..y+3, columns x..x+3.
-    16-bit where the sums fit (8x8: at most 16,320), which halves the memory they stream."""
+    as planes: ``b4[c, y, x]`` sums channel c over rows y..y+3, columns x..x+3. Past the frame's
+    right edge each plane has _LANES + 16 columns of zeros, so ``_exact_block`` reads _LANES
+    windows at a time anywhere. 16-bit where the sums fit (8x8: at most 16,320), which halves the
+    memory they stream."""
     hp, n = refp.shape
-    r4 = np.empty((hp, n - 9), np.int16)  # 4 px along a row
+    wp = n // 3
+    width = wp + _LANES + 16
+    plane = np.zeros((3, hp, width), np.int16)
     for y in range(hp):
-        a, o = refp[y], r4[y]
-        for j in range(n - 9):
-            o[j] = np.int16(a[j]) + np.int16(a[j + 3]) + np.int16(a[j + 6]) + np.int16(a[j + 9])
-    b4 = np.empty((hp - 3, n - 9), np.int16)
-    for y in range(hp - 3):
-        a0, a1, a2, a3, o = r4[y], r4[y + 1], r4[y + 2], r4[y + 3], b4[y]
-        for j in range(n - 9):
-            o[j] = a0[j] + a1[j] + a2[j] + a3[j]
-    b8 = np.empty((hp - 7, n - 21), np.int16)
-    for y in range(hp - 7):
-        a0, a1, o = b4[y], b4[y + 4], b8[y]
-        for j in range(n - 21):
-            o[j] = a0[j] + a0[j + 12] + a1[j] + a1[j + 12]
-    b16 = np.empty((hp - 15, n - 45), np.int32)
-    for y in range(hp - 15):
-        a0, a1, o = b8[y], b8[y + 8], b16[y]
-        for j in range(n - 45):
-            o[j] = a0[j] + a0[j + 24] + a1[j] + a1[j + 24]
+        row = refp[y]
+        for ch in range(3):
+            o = plane[ch, y]
+            for x in range(wp):
+                o[x] = row[3 * x + ch]
+    r4 = np.empty((hp, width - 3), np.int16)  # 4 px along a row, then 4 such rows
+    b4 = np.empty((3, hp - 3, width - 3), np.int16)
+    for ch in range(3):
+        p = plane[ch]
+        for y in range(hp):
+            a, o = p[y], r4[y]
+            for x in range(width - 3):
+                o[x] = a[x] + a[x + 1] + a[x + 2] + a[x + 3]
+        for y in range(hp - 3):
+            a0, a1, a2, a3, o = r4[y], r4[y + 1], r4[y + 2], r4[y + 3], b4[ch, y]
+            for x in range(width - 3):
+                o[x] = a0[x] + a1[x] + a2[x] + a3[x]
+    b8 = np.empty((3, hp - 7, width - 7), np.int16)
+    for ch in range(3):
+        for y in range(hp - 7):
+            a0, a1, o = b4[ch, y], b4[ch, y + 4], b8[ch, y]
+            for x in range(width - 7):
+                o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
+    b16 = np.empty((3, hp - 15, width - 15), np.int32)
+    for ch in range(3):
+        for y in range(hp - 15):
+            a0, a1, o = b8[ch, y], b8[ch, y + 8], b16[ch, y]
+            for x in range(width - 15):
+                o[x] = np.int32(a0[x]) + np.int32(a0[x + 8]) + np.int32(a1[x]) + np.int32(a1[x + 8])
     return b4, b8, b16
 
 
 @numba.njit(**_JIT)
 def _ranges(box, y0, x0):
-    """Least and greatest window sum per channel of ``box`` (``_boxes``' interleaved rows) over
-    tiles of _TILE x _TILE window positions from (y0, x0) -> (Ty, 3Tx) each, interleaved alike."""
-    hp, n = box.shape
-    wp = n // 3
+    """Least and greatest window sum per channel of ``box`` (``_boxes``' planes) over tiles of
+    _TILE x _TILE window positions from (y0, x0) -> (3, Ty, Tx) each."""
+    _, hp, wp = box.shape
     ty, tx = (hp - y0 + _TILE - 1) // _TILE, (wp - x0 + _TILE - 1) // _TILE
-    mn = np.empty((ty, 3 * tx), np.int32)
-    mx = np.empty((ty, 3 * tx), np.int32)
-    lo = np.empty(n, np.int32)
-    hi = np.empty(n, np.int32)
-    for k in range(ty):  # down the tile's rows (contiguous), then across each tile's columns
-        ya = y0 + k * _TILE
-        lo[:] = box[ya]
-        hi[:] = box[ya]
-        for y in range(ya + 1, min(hp, ya + _TILE)):
-            a = box[y]
-            for j in range(n):
-                lo[j] = min(lo[j], a[j])
-                hi[j] = max(hi[j], a[j])
-        for q in range(tx):
-            xa = x0 + q * _TILE
-            for ch in range(3):
-                lo_, hi_ = lo[3 * xa + ch], hi[3 * xa + ch]
+    mn = np.empty((3, ty, tx), np.int32)
+    mx = np.empty((3, ty, tx), np.int32)
+    lo = np.empty(wp, np.int32)
+    hi = np.empty(wp, np.int32)
+    for ch in range(3):
+        for k in range(ty):  # down the tile's rows, then across each tile's columns
+            ya = y0 + k * _TILE
+            lo[:] = box[ch, ya]
+            hi[:] = box[ch, ya]
+            for y in range(ya + 1, min(hp, ya + _TILE)):
+                a = box[ch, y]
+                for j in range(wp):
+                    lo[j] = min(lo[j], a[j])
+                    hi[j] = max(hi[j], a[j])
+            for q in range(tx):
+                xa = x0 + q * _TILE
+                lo_, hi_ = lo[xa], hi[xa]
                 for x in range(xa + 1, min(wp, xa + _TILE)):
-                    lo_ = min(lo_, lo[3 * x + ch])
-                    hi_ = max(hi_, hi[3 * x + ch])
-                mn[k, 3 * q + ch], mx[k, 3 * q + ch] = lo_, hi_
+                    lo_ = min(lo_, lo[x])
+                    hi_ = max(hi_, hi[x])
+                mn[ch, k, q], mx[ch, k, q] = lo_, hi_
     return mn, mx
 
 
@@ -454,22 +466,25 @@ def _tile_gap(sums, mn, mx, ty, tx, n):
     for i in range(n):
         for j in range(n):
             for ch in range(3):
-                k = 3 * (tx + j) + ch
-                t += _gap(sums[i, 3 * j + ch], mn[ty + i, k], mx[ty + i, k])
+                t += _gap(sums[i, j, ch], mn[ch, ty + i, tx + j], mx[ch, ty + i, tx + j])
     return t
 
 
 @numba.njit(inline="always", **_JIT)  # inlined, so n and size are constants and the loops unroll
-def _sums_gap(sums, box, y, x3, n, size):
-    """Sum over sub-blocks and channels of |the block's sum - the reference window's sum|, a lower
-    bound of the SAD: ``sums`` (n, 3n) holds the block's n x n sub-blocks of ``size`` px, ``box``
-    the reference's window sums of that size, read at row ``y`` and interleaved column ``x3``."""
-    t = 0
+def _lanes_gap(g, sums, box, y, x, n, size):
+    """``g[k]`` += the lower bound of the SAD of the vector whose reference block starts at
+    column x + k, for k < _LANES at once: over the block's n x n sub-blocks of ``size`` px
+    (``sums`` (n, n, 3)) and channels, |the block's sum - the reference window's sum| (``box``:
+    the reference's window sums of that size, read at row ``y``). Returns the least of ``g``."""
     for i in range(n):
-        for j in range(n):
-            for ch in range(3):
-                t += abs(sums[i, 3 * j + ch] - box[y + size * i, x3 + 3 * size * j + ch])
-    return t
+        for ch in range(3):
+            row = box[ch, y + size * i]
+            for j in range(n):
+                absdiff8(g, sums[i, j, ch], row, x + size * j)
+    least = g[0]
+    for k in range(1, _LANES):
+        least = min(least, g[k])
+    return least
 
 
 @numba.njit(**_JIT)
@@ -480,28 +495,32 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
     lower bound of its cost exceeds the best cost so far: lambda|d| with the sums of the whole
     block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``:
     ``_ranges`` of the 16x16 and the 8x8 sums), then the block's, its four 8x8 and its sixteen
-    4x4 sub-blocks' sums against the reference's, per channel; the vectors left get an
-    exact SAD (in 16-bit lanes, which vectorise: 2x faster here than a running sum that stops
-    early). Vectors further out than the first whose reference block lies wholly in the
-    edge-replicated margin see the same block at a higher lambda|d|, and are skipped.
+    4x4 sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at
+    once (in SIMD lanes); the vectors left get an exact SAD. Vectors further out than the first
+    whose reference block lies wholly in the edge-replicated margin see the same block at a
+    higher lambda|d|, and are skipped.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
     bx = w // BLOCK
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    s4 = np.zeros((4, 12), np.int32)  # the block's 4x4 sub-block sums, [i, 3j + c]
+    s4 = np.zeros((4, 4, 3), np.int32)  # the block's 4x4 sub-block sums, [i, j, c]
     for u in range(BLOCK):
         row = cur[oy + u, 3 * ox : 3 * ox + 3 * BLOCK]
         for v in range(BLOCK):
             for ch in range(3):
-                s4[u // 4, 3 * (v // 4) + ch] += np.int32(row[3 * v + ch])
-    s8 = np.zeros((2, 6), np.int32)  # its 8x8 sub-blocks', and its own (s16)
+                s4[u // 4, v // 4, ch] += np.int32(row[3 * v + ch])
+    s8 = np.zeros((2, 2, 3), np.int32)  # its 8x8 sub-blocks', and its own (s16)
     for i in range(4):
-        for j in range(12):
-            s8[i // 2, 3 * ((j // 3) // 2) + j % 3] += s4[i, j]
-    s16 = np.zeros((1, 3), np.int32)
-    for j in range(6):
-        s16[0, j % 3] += s8[0, j] + s8[1, j]
-    acc = np.zeros(3 * BLOCK, np.uint16)
+        for j in range(4):
+            for ch in range(3):
+                s8[i // 2, j // 2, ch] += s4[i, j, ch]
+    s16 = np.zeros((1, 1, 3), np.int32)
+    for i in range(2):
+        for j in range(2):
+            for ch in range(3):
+                s16[0, 0, ch] += s8[i, j, ch]
+    pen = np.empty(_LANES, np.int32)  # lambda|dx| per lane of a tile's row; a lane past the tile never passes
+    g = np.empty(_LANES, np.int32)
     mn16, mx16, mn8, mx8 = ranges
     best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
     ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
@@ -521,32 +540,32 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
             ty, tx = oy // _TILE + ky, ox // _TILE + kx
             if _tile_gap(s16, mn16, mx16, ty, tx, 1) > room or _tile_gap(s8, mn8, mx8, ty, tx, 2) > room:
                 continue
+            for k in range(_LANES):
+                pen[k] = lam * abs(dx0 + k) if dx0 + k <= dx1 else _NEVER
+            x = pad + ox + dx0
             for dy in range(dy0, dy1 + 1):
                 y = pad + oy + dy
-                for dx in range(dx0, dx1 + 1):
-                    top = best >> (3 * _KEY_BITS)  # the cost to stay within
-                    x3 = 3 * (pad + ox + dx)
-                    cost = lam * (abs(dy) + abs(dx))
-                    if cost + _sums_gap(s16, b16, y, x3, 1, 16) > top:
+                top = best >> (3 * _KEY_BITS)  # the cost to stay within
+                base = lam * abs(dy)
+                g[:] = pen
+                if base + _lanes_gap(g, s16, b16, y, x, 1, 16) > top:
+                    continue
+                g[:] = pen
+                if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
+                    continue
+                g[:] = pen
+                if base + _lanes_gap(g, s4, b4, y, x, 4, 4) > top:
+                    continue
+                for k in range(dx1 - dx0 + 1):
+                    if base + g[k] > top:
                         continue
-                    if cost + _sums_gap(s8, b8, y, x3, 2, 8) > top:
-                        continue
-                    if cost + _sums_gap(s4, b4, y, x3, 4, 4) > top:
-                        continue
-                    acc[:] = 0  # the SAD in 16-bit lanes, one per RGB value of a row (at most 16 * 255)
-                    for u in range(BLOCK):
-                        a = cur[oy + u, 3 * ox : 3 * ox + 3 * BLOCK]
-                        r = refp[y + u, x3 : x3 + 3 * BLOCK]
-                        for v in range(3 * BLOCK):
-                            p, q = a[v], r[v]
-                            acc[v] += np.uint16(max(p, q) - min(p, q))
-                    lb = cost
-                    for v in range(3 * BLOCK):
-                        lb += acc[v]
+                    cost = base + pen[k]
+                    lb = cost + _sad_rgb(cur, oy, ox, refp, y, pad + ox + dx0 + k, top - cost)
                     if lb <= top:
-                        key = _key(lb, dy, dx)
+                        key = _key(lb, dy, dx0 + k)
                         if key < best:
-                            best, bdy, bdx = key, dy, dx
+                            best, bdy, bdx = key, dy, dx0 + k
+                            top = best >> (3 * _KEY_BITS)
     best_key[b], vec[b, 0], vec[b, 1] = best, bdy, bdx
 
 

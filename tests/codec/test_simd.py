@@ -1,0 +1,53 @@
+"""The SIMD primitives of the CPU kernels give the plain loops' results (x264's checkasm, in small)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from videomemory.codec import simd
+
+
+@numba.njit
+def _sads(sad, a, b, offsets):
+    out = np.empty(len(offsets), np.int64)
+    for n in range(len(offsets)):
+        out[n] = sad(a, offsets[n, 0], b, offsets[n, 1])
+    return out
+
+
+@numba.njit
+def _absdiffs(absdiff, v, row, offsets):
+    g = np.zeros((len(offsets), simd.LANES), np.int32)
+    for n in range(len(offsets)):
+        for _ in range(2):  # accumulates
+            absdiff(g[n], v[n], row, offsets[n])
+    return g
+
+
+def test_sad16_is_the_sum_of_absolute_differences():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, 200, dtype=np.uint8)
+    b = rng.integers(0, 256, 200, dtype=np.uint8)
+    a[:16], b[:16] = 255, 0  # the extremes (16 * 255 fits where 8-bit lanes would wrap)
+    offsets = np.array([[0, 0], [0, 16], [3, 7], [184, 1], [17, 184]], np.int64)  # unaligned too
+    want = [int(np.abs(a[i:i + 16].astype(int) - b[j:j + 16].astype(int)).sum()) for i, j in offsets]
+    assert want[0] == 16 * 255
+    assert _sads(simd._sad16_loop, a, b, offsets).tolist() == want
+    assert _sads(simd.sad16, a, b, offsets).tolist() == want
+    if simd.HAS_PSADBW:
+        assert simd.sad16 is simd._sad16_psadbw
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_absdiff8_accumulates_eight_lanes(dtype):
+    rng = np.random.default_rng(1)
+    hi = np.iinfo(np.int16).max
+    row = rng.integers(-hi, hi, 100).astype(dtype)
+    v = rng.integers(-hi, hi, 6).astype(np.int32)
+    offsets = np.array([0, 1, 5, 40, 91, 92], np.int64)
+    want = np.stack([2 * np.abs(int(x) - row[i:i + 8].astype(np.int64)) for x, i in zip(v, offsets)])
+    assert _absdiffs(simd._absdiff8_loop, v, row, offsets).tolist() == want.tolist()
+    assert _absdiffs(simd.absdiff8, v, row, offsets).tolist() == want.tolist()
+    assert not simd.CHECKED and simd.absdiff8 is simd._absdiff8_lanes
