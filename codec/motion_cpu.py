@@ -26,7 +26,7 @@ import torch
 
 from videomemory.codec import motion
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
@@ -85,25 +85,30 @@ def _pad(x: np.ndarray, p: int, c: int) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
-def _pyramid(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Integer luma R + 2G + B of an (H, 3W) RGB frame at full, 1/2, 1/4 and 1/8 resolution
-    (each px of a level sums 2x2 px of the one above)."""
+def _halve(a: np.ndarray, dtype) -> np.ndarray:
+    """The next pyramid level: each px sums 2x2 px of ``a``."""
+    hh, ww = a.shape[0] // 2, a.shape[1] // 2
+    b = np.empty((hh, ww), dtype)
+    for y in range(hh):
+        a0, a1, o = a[2 * y], a[2 * y + 1], b[y]
+        for x in range(ww):
+            o[x] = a0[2 * x] + a0[2 * x + 1] + a1[2 * x] + a1[2 * x + 1]
+    return b
+
+
+@numba.njit(**_JIT)
+def _pyramid(img: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """Integer luma R + 2G + B of an (H, 3W) RGB frame at full, 1/2 and 1/4 resolution (int16:
+    at most 16,320), and at 1/8 (int32); each px of a level sums 2x2 px of the one above."""
     h, w = img.shape[0], img.shape[1] // 3
-    y0 = np.empty((h, w), np.int32)
+    y0 = np.empty((h, w), np.int16)
     for y in range(h):
-        row = img[y]
+        row, o = img[y], y0[y]
         for x in range(w):
-            y0[y, x] = np.int32(row[3 * x]) + 2 * np.int32(row[3 * x + 1]) + np.int32(row[3 * x + 2])
-    levels = [y0]
-    for _ in range(3):
-        a = levels[-1]
-        hh, ww = a.shape[0] // 2, a.shape[1] // 2
-        b = np.empty((hh, ww), np.int32)
-        for y in range(hh):
-            for x in range(ww):
-                b[y, x] = a[2 * y, 2 * x] + a[2 * y, 2 * x + 1] + a[2 * y + 1, 2 * x] + a[2 * y + 1, 2 * x + 1]
-        levels.append(b)
-    return levels[0], levels[1], levels[2], levels[3]
+            o[x] = np.int16(row[3 * x]) + 2 * np.int16(row[3 * x + 1]) + np.int16(row[3 * x + 2])
+    y1 = _halve(y0, np.int16)
+    y2 = _halve(y1, np.int16)
+    return (y0, y1, y2), _halve(y2, np.int32)
 
 
 @numba.njit(**_JIT)
@@ -238,6 +243,9 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
 def _ring9(cur, cy, cx, ref, ry, rx, s, out):
     """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
     -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine."""
+    if s == BLOCK:
+        _ring9_block(cur, cy, cx, ref, ry, rx, out)
+        return
     out[:] = 0
     for u in range(s):
         c = cur[cy + u, cx : cx + s]
@@ -248,6 +256,24 @@ def _ring9(cur, cy, cx, ref, ry, rx, s, out):
                 for v in range(s):
                     t += abs(c[v] - r[v + b])
                 out[3 * a + b] += t
+
+
+@numba.njit(**_JIT)
+def _ring9_block(cur, cy, cx, ref, ry, rx, out):
+    """``_ring9`` of a 16 x 16 window of full-resolution luma, in 16-bit lanes (a lane sums 16
+    rows of |differences| of at most 1,020: at most 16,320)."""
+    acc = np.zeros(9 * BLOCK, np.int16)
+    for u in range(BLOCK):
+        c = cur[cy + u]
+        for a in range(3):
+            r = ref[ry + a + u]
+            for b in range(3):
+                absdiff16(acc, BLOCK * (3 * a + b), c, cx, r, rx + b)
+    for k in range(9):
+        t = 0
+        for v in range(BLOCK):
+            t += acc[BLOCK * k + v]
+        out[k] = t
 
 
 @numba.njit(**_JIT)
@@ -285,12 +311,15 @@ def _half(v: int) -> int:
 
 @numba.njit(**_JIT)
 def _levels(cur, ref, radius):
-    """Luma pyramids: the current frame's padded by 1 (the ring), the reference's by each level's reach."""
-    yc, yr = _pyramid(cur), _pyramid(ref)
-    lpad = (radius + 3, radius // 2 + 3, radius // 4 + 3, radius // 8 + 3)  # limit, ring and the +-1 step
-    yrp = (_pad(yr[0], lpad[0], 1), _pad(yr[1], lpad[1], 1), _pad(yr[2], lpad[2], 1), _pad(yr[3], lpad[3], 1))
-    ycp = (_pad(yc[0], 1, 1), _pad(yc[1], 1, 1), _pad(yc[2], 1, 1), _pad(yc[3], 1, 1))
-    return ycp, yrp, lpad
+    """Luma pyramids: the current frame's padded by 1 (the ring), the reference's by each level's
+    reach -> (current's levels 0-2, reference's levels 0-2, pads, current's 1/8 level unpadded,
+    reference's 1/8 level padded by radius/8)."""
+    (c0, c1, c2), c3 = _pyramid(cur)
+    (r0, r1, r2), r3 = _pyramid(ref)
+    lpad = (radius + 3, radius // 2 + 3, radius // 4 + 3)  # limit, ring and the +-1 step
+    ycp = (_pad(c0, 1, 1), _pad(c1, 1, 1), _pad(c2, 1, 1))
+    yrp = (_pad(r0, lpad[0], 1), _pad(r1, lpad[1], 1), _pad(r2, lpad[2], 1))
+    return ycp, yrp, lpad, c3, _pad(r3, radius // 8, 1)
 
 
 @numba.njit(**_JIT)
@@ -591,11 +620,8 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     if not active.any():
         return vec, best_key, active
 
-    ycp, yrp, lpad = _levels(cur, ref, radius)
-    r3 = radius // 8
-    coarse = _coarse(ycp[3][1:-1, 1:-1], yrp[3][lpad[3] - r3 : yrp[3].shape[0] - lpad[3] + r3,
-                                                lpad[3] - r3 : yrp[3].shape[1] - lpad[3] + r3],
-                     r3, lams[0], active, n_coarse)
+    ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
+    coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
     memos = (_memo(radius), _memo(radius // 2), _memo(radius // 4))
     cvec = np.zeros((nb, _CACHE, 2), np.int64)  # the exact keys computed so far, per block
     ckey = np.zeros((nb, _CACHE), np.int64)

@@ -7,6 +7,9 @@ does not find them.
 * ``absdiff8(g, v, row, i)``: ``g[k] += |v - row[i + k]|`` for k < 8 (g int32, row int16 or
   int32), in one 8-lane vector of int32 (LLVM vector IR, any CPU). The plain loop stays scalar:
   LLVM cannot rule out that ``g`` and ``row`` overlap.
+* ``absdiff16(acc, k, a, i, b, j)``: ``acc[k + n] += |a[i + n] - b[j + n]|`` for n < 16, all
+  int16, in 16-bit lanes (numba widens int16 arithmetic to 64 bits: 4 lanes where 16 fit). The
+  caller keeps the sums below 2**15.
 
 When numba checks bounds (``NUMBA_BOUNDSCHECK=1``, as a test runs the kernels), and for
 ``sad16`` on other CPUs, the plain loops stand in: the intrinsics read memory unchecked. Both
@@ -27,17 +30,27 @@ _PSADBW = "llvm.x86.sse2.psad.bw"
 LANES = 8  # lanes of absdiff8
 
 
+def _load(builder, context, arr_type, arr, index, vec):
+    """Load ``vec`` (an LLVM vector type) from element ``index`` of a numba array, unaligned."""
+    data = context.make_array(arr_type)(context, builder, arr).data
+    return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=1)
+
+
+def _abs(builder, x):
+    """Lane-wise |x| (llvm.abs, defined for the most negative value as wrapping)."""
+    module, name = builder.module, f"llvm.abs.v{x.type.count}i{x.type.element.width}"
+    fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(x.type, [x.type, ir.IntType(1)]), name)
+    return builder.call(fn, [x, ir.Constant(ir.IntType(1), 0)])
+
+
 @intrinsic
 def _psadbw16(typingctx, a, i, b, j):
     """One psadbw over a[i:i+16] and b[j:j+16] (uint8, C-contiguous, unchecked) -> int64."""
     sig = types.int64(a, i, b, j)
 
     def codegen(context, builder, signature, args):
-        arr_a = context.make_array(signature.args[0])(context, builder, args[0])
-        arr_b = context.make_array(signature.args[2])(context, builder, args[2])
         v16 = ir.VectorType(ir.IntType(8), 16)
-        load = [builder.load(builder.bitcast(builder.gep(arr.data, [k]), v16.as_pointer()), align=1)
-                for arr, k in ((arr_a, args[1]), (arr_b, args[3]))]
+        load = [_load(builder, context, signature.args[n], args[n], args[n + 1], v16) for n in (0, 2)]
         module = builder.module
         fn = module.globals.get(_PSADBW) or ir.Function(
             module, ir.FunctionType(ir.VectorType(ir.IntType(64), 2), [v16, v16]), _PSADBW)
@@ -74,21 +87,15 @@ def _absdiff8_vector(typingctx, g, v, row, i):
         i32 = ir.IntType(32)
         v8 = ir.VectorType(i32, LANES)
         arr_g = context.make_array(signature.args[0])(context, builder, args[0])
-        arr_r = context.make_array(signature.args[2])(context, builder, args[2])
         width = signature.args[2].dtype.bitwidth
-        src = ir.VectorType(ir.IntType(width), LANES)
-        r = builder.load(builder.bitcast(builder.gep(arr_r.data, [args[3]]), src.as_pointer()), align=1)
+        r = _load(builder, context, signature.args[2], args[2], args[3], ir.VectorType(ir.IntType(width), LANES))
         if width < 32:
             r = builder.sext(r, v8)
         scalar, bits = args[1], args[1].type.width
         scalar = builder.trunc(scalar, i32) if bits > 32 else (builder.sext(scalar, i32) if bits < 32 else scalar)
         splat = builder.insert_element(ir.Constant(v8, ir.Undefined), scalar, ir.Constant(i32, 0))
         splat = builder.shuffle_vector(splat, ir.Constant(v8, ir.Undefined), ir.Constant(v8, [0] * LANES))
-        diff = builder.sub(splat, r)
-        module = builder.module
-        name = f"llvm.abs.v{LANES}i32"
-        fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(v8, [v8, ir.IntType(1)]), name)
-        d = builder.call(fn, [diff, ir.Constant(ir.IntType(1), 0)])
+        d = _abs(builder, builder.sub(splat, r))
         ptr = builder.bitcast(arr_g.data, v8.as_pointer())
         builder.store(builder.add(builder.load(ptr, align=4), d), ptr, align=4)
         return context.get_dummy_value()
@@ -109,7 +116,39 @@ def _absdiff8_loop(g, v, row, i):
         g[k] += abs(v - np.int32(row[i + k]))
 
 
+@intrinsic
+def _absdiff16_vector(typingctx, acc, k, a, i, b, j):
+    """acc[k:k+16] += |a[i:i+16] - b[j:j+16]| in 16 int16 lanes (all int16 arrays; unchecked)."""
+    sig = types.void(acc, k, a, i, b, j)
+
+    def codegen(context, builder, signature, args):
+        v16 = ir.VectorType(ir.IntType(16), 16)
+        ta, _, t1, _, t2, _ = signature.args
+        diff = builder.sub(_load(builder, context, t1, args[2], args[3], v16),
+                           _load(builder, context, t2, args[4], args[5], v16))
+        data = context.make_array(ta)(context, builder, args[0]).data
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), v16.as_pointer())
+        builder.store(builder.add(builder.load(ptr, align=2), _abs(builder, diff)), ptr, align=2)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff16_lanes(acc, k, a, i, b, j):
+    """acc[k + n] += |a[i + n] - b[j + n]| for n < 16 in vector registers."""
+    _absdiff16_vector(acc, k, a, i, b, j)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff16_loop(acc, k, a, i, b, j):
+    """acc[k + n] += |a[i + n] - b[j + n]| for n < 16, as a plain loop."""
+    for n in range(16):
+        acc[k + n] += abs(a[i + n] - b[j + n])
+
+
 CHECKED = bool(numba.config.BOUNDSCHECK)  # numba checks indices: plain loops, whose indices it sees
 HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
 absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
+absdiff16 = _absdiff16_loop if CHECKED else _absdiff16_lanes
