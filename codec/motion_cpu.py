@@ -26,12 +26,13 @@ import torch
 
 from videomemory.codec import motion
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16, absdiff16n, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
+_SLACK = 16  # zero columns right of the luma levels: _ring9 reads 16 lanes of rows of 6 or 10
 _CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
 _TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
 _NEVER = 1 << 28  # a lane's penalty that no bound passes (bounds stay below 2**18)
@@ -67,10 +68,12 @@ def _key(cost: int, dy: int, dx: int) -> int:
 
 
 @numba.njit(**_JIT)
-def _pad(x: np.ndarray, p: int, c: int) -> np.ndarray:
-    """Edge-replicate a frame by ``p`` px; ``x`` is (H, W * c), ``c`` channels interleaved per px."""
+def _pad(x: np.ndarray, p: int, c: int, slack: int = 0) -> np.ndarray:
+    """Edge-replicate a frame by ``p`` px; ``x`` is (H, W * c), ``c`` channels interleaved per px.
+    ``slack`` more columns of zeros on the right let 16-lane reads run past the last px."""
     h, wc = x.shape
-    out = np.empty((h + 2 * p, wc + 2 * p * c), x.dtype)
+    shape = (h + 2 * p, wc + 2 * p * c + slack)
+    out = np.zeros(shape, x.dtype) if slack else np.empty(shape, x.dtype)
     for y in range(h):
         row, dst = x[y], out[p + y]
         for xx in range(p):
@@ -246,16 +249,18 @@ def _ring9(cur, cy, cx, ref, ry, rx, s, out):
     if s == BLOCK:
         _ring9_block(cur, cy, cx, ref, ry, rx, out)
         return
-    out[:] = 0
+    acc = np.zeros(9 * 16, np.int32)  # 16 lanes per vector, s of them used (rows read to the slack)
     for u in range(s):
-        c = cur[cy + u, cx : cx + s]
+        c = cur[cy + u]
         for a in range(3):
-            r = ref[ry + a + u, rx : rx + s + 2]
+            r = ref[ry + a + u]
             for b in range(3):
-                t = 0
-                for v in range(s):
-                    t += abs(c[v] - r[v + b])
-                out[3 * a + b] += t
+                absdiff16n(acc, 16 * (3 * a + b), c, cx, r, rx + b, s)
+    for k in range(9):
+        t = 0
+        for v in range(16):
+            t += acc[16 * k + v]
+        out[k] = t
 
 
 @numba.njit(**_JIT)
@@ -317,8 +322,8 @@ def _levels(cur, ref, radius):
     (c0, c1, c2), c3 = _pyramid(cur)
     (r0, r1, r2), r3 = _pyramid(ref)
     lpad = (radius + 3, radius // 2 + 3, radius // 4 + 3)  # limit, ring and the +-1 step
-    ycp = (_pad(c0, 1, 1), _pad(c1, 1, 1), _pad(c2, 1, 1))
-    yrp = (_pad(r0, lpad[0], 1), _pad(r1, lpad[1], 1), _pad(r2, lpad[2], 1))
+    ycp = (_pad(c0, 1, 1, _SLACK), _pad(c1, 1, 1, _SLACK), _pad(c2, 1, 1, _SLACK))
+    yrp = (_pad(r0, lpad[0], 1, _SLACK), _pad(r1, lpad[1], 1, _SLACK), _pad(r2, lpad[2], 1, _SLACK))
     return ycp, yrp, lpad, c3, _pad(r3, radius // 8, 1)
 
 

@@ -10,6 +10,8 @@ does not find them.
 * ``absdiff16(acc, k, a, i, b, j)``: ``acc[k + n] += |a[i + n] - b[j + n]|`` for n < 16, all
   int16, in 16-bit lanes (numba widens int16 arithmetic to 64 bits: 4 lanes where 16 fit). The
   caller keeps the sums below 2**15.
+* ``absdiff16n(acc, k, a, i, b, j, n)``: the same in lanes m < n only, into int16 or int32
+  ``acc``; it reads all 16 lanes of ``a`` and ``b``, so their arrays need that slack.
 
 When numba checks bounds (``NUMBA_BOUNDSCHECK=1``, as a test runs the kernels), and for
 ``sad16`` on other CPUs, the plain loops stand in: the intrinsics read memory unchecked. Both
@@ -117,18 +119,30 @@ def _absdiff8_loop(g, v, row, i):
 
 
 @intrinsic
-def _absdiff16_vector(typingctx, acc, k, a, i, b, j):
-    """acc[k:k+16] += |a[i:i+16] - b[j:j+16]| in 16 int16 lanes (all int16 arrays; unchecked)."""
-    sig = types.void(acc, k, a, i, b, j)
+def _absdiff16_vector(typingctx, acc, k, a, i, b, j, n):
+    """acc[k:k+16] += |a[i:i+16] - b[j:j+16]| in lanes < n (a, b int16; acc int16 or int32;
+    reads all 16 lanes of a and b; unchecked)."""
+    sig = types.void(acc, k, a, i, b, j, n)
 
     def codegen(context, builder, signature, args):
-        v16 = ir.VectorType(ir.IntType(16), 16)
-        ta, _, t1, _, t2, _ = signature.args
-        diff = builder.sub(_load(builder, context, t1, args[2], args[3], v16),
-                           _load(builder, context, t2, args[4], args[5], v16))
+        ta, _, t1, _, t2, _, _ = signature.args
+        i16, wide = ir.IntType(16), ir.IntType(ta.dtype.bitwidth)
+        v16, vacc = ir.VectorType(i16, 16), ir.VectorType(wide, 16)
+        x = _load(builder, context, t1, args[2], args[3], v16)
+        y = _load(builder, context, t2, args[4], args[5], v16)
+        if wide.width > 16:
+            x, y = builder.sext(x, vacc), builder.sext(y, vacc)
+        d = _abs(builder, builder.sub(x, y))
+        lanes = ir.Constant(vacc, list(range(16)))
+        count = builder.trunc(args[6], wide) if args[6].type.width > wide.width else builder.sext(args[6], wide)
+        count = builder.shuffle_vector(builder.insert_element(ir.Constant(vacc, ir.Undefined), count,
+                                                              ir.Constant(ir.IntType(32), 0)),
+                                       ir.Constant(vacc, ir.Undefined),
+                                       ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+        d = builder.select(builder.icmp_signed("<", lanes, count), d, ir.Constant(vacc, [0] * 16))
         data = context.make_array(ta)(context, builder, args[0]).data
-        ptr = builder.bitcast(builder.gep(data, [args[1]]), v16.as_pointer())
-        builder.store(builder.add(builder.load(ptr, align=2), _abs(builder, diff)), ptr, align=2)
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), vacc.as_pointer())
+        builder.store(builder.add(builder.load(ptr, align=2), d), ptr, align=2)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -136,15 +150,31 @@ def _absdiff16_vector(typingctx, acc, k, a, i, b, j):
 
 @numba.njit(inline="always", cache=True, nogil=True)
 def _absdiff16_lanes(acc, k, a, i, b, j):
-    """acc[k + n] += |a[i + n] - b[j + n]| for n < 16 in vector registers."""
-    _absdiff16_vector(acc, k, a, i, b, j)
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < 16 in vector registers."""
+    _absdiff16_vector(acc, k, a, i, b, j, 16)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
 def _absdiff16_loop(acc, k, a, i, b, j):
-    """acc[k + n] += |a[i + n] - b[j + n]| for n < 16, as a plain loop."""
-    for n in range(16):
-        acc[k + n] += abs(a[i + n] - b[j + n])
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < 16, as a plain loop."""
+    for m in range(16):
+        acc[k + m] += abs(a[i + m] - b[j + m])
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff16n_lanes(acc, k, a, i, b, j, n):
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < n in vector registers (reading 16 lanes)."""
+    _absdiff16_vector(acc, k, a, i, b, j, n)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff16n_loop(acc, k, a, i, b, j, n):
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < n, as a plain loop that reads all 16 lanes (so
+    a bounds check sees what the vector form reads)."""
+    for m in range(16):
+        d = abs(a[i + m] - b[j + m])
+        if m < n:
+            acc[k + m] += d
 
 
 CHECKED = bool(numba.config.BOUNDSCHECK)  # numba checks indices: plain loops, whose indices it sees
@@ -152,3 +182,4 @@ HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
 absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
 absdiff16 = _absdiff16_loop if CHECKED else _absdiff16_lanes
+absdiff16n = _absdiff16n_loop if CHECKED else _absdiff16n_lanes
