@@ -145,6 +145,17 @@ def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: in
     return total
 
 
+@numba.njit(inline="always", **_JIT)
+def _sad_rows(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int) -> int:
+    """``_sad_rgb`` over 4 rows of the block, to the end."""
+    total = 0
+    i, j = 3 * cx, 3 * rx
+    for u in range(4):
+        a, b = cur[cy + u], ref[ry + u]
+        total += sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
+    return total
+
+
 @numba.njit(**_JIT)
 def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: int) -> None:
     """Insert (key, vector) into the ascending top list ``keys[:n]`` if it is among the ``n`` least."""
@@ -530,8 +541,9 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
     block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``:
     ``_ranges`` of the 16x16 and the 8x8 sums), then the block's, its four 8x8 and its sixteen
     4x4 sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at
-    once (in SIMD lanes); the vectors left get an exact SAD. Vectors further out than the first
-    whose reference block lies wholly in the edge-replicated margin see the same block at a
+    once (in SIMD lanes); the vectors left get an exact SAD, band of 4 rows by band, which stops
+    once the bands summed plus the others' 4x4 bound pass the best. Vectors further out than the
+    first whose reference block lies wholly in the edge-replicated margin see the same block at a
     higher lambda|d|, and are skipped.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
@@ -555,6 +567,7 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
                 s16[0, 0, ch] += s8[i, j, ch]
     pen = np.empty(_LANES, np.int32)  # lambda|dx| per lane of a tile's row; a lane past the tile never passes
     g = np.empty(_LANES, np.int32)
+    band = np.empty((4, _LANES), np.int32)
     mn16, mx16, mn8, mx8 = ranges
     best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
     ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
@@ -587,15 +600,31 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
                 g[:] = pen
                 if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
                     continue
-                g[:] = pen
-                if base + _lanes_gap(g, s4, b4, y, x, 4, 4) > top:
+                band[:] = 0  # the 4x4 bound per band of 4 rows, so a SAD stops on the bands left's bound
+                for i in range(4):
+                    for ch in range(3):
+                        row = b4[ch, y + 4 * i]
+                        for j in range(4):
+                            absdiff8(band[i], s4[i, j, ch], row, x + 4 * j)
+                least = _NEVER
+                for k in range(_LANES):
+                    g[k] = pen[k] + band[0, k] + band[1, k] + band[2, k] + band[3, k]
+                    least = min(least, g[k])
+                if base + least > top:
                     continue
                 for k in range(dx1 - dx0 + 1):
-                    if base + g[k] > top:
-                        continue
                     cost = base + pen[k]
-                    lb = cost + _sad_rgb(cur, oy, ox, refp, y, pad + ox + dx0 + k, top - cost)
-                    if lb <= top:
+                    rest = g[k] - pen[k]  # the bound of the rows not yet summed
+                    if cost + rest > top:
+                        continue
+                    sad = 0
+                    for i in range(4):
+                        rest -= band[i, k]
+                        sad += _sad_rows(cur, oy + 4 * i, ox, refp, y + 4 * i, pad + ox + dx0 + k)
+                        if cost + sad + rest > top:
+                            break
+                    lb = cost + sad
+                    if lb + rest <= top:
                         key = _key(lb, dy, dx0 + k)
                         if key < best:
                             best, bdy, bdx = key, dy, dx0 + k
