@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import sys
+from pathlib import Path
 
 import numba
 import numpy as np
 import torch
 
-from videomemory.codec import motion
+from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
 from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16, absdiff16n, sad16
 
@@ -789,3 +791,31 @@ def _interleave(x: np.ndarray) -> np.ndarray:
             for i in range(w):
                 o[c * i + ch] = plane[i]
     return out
+
+
+def _forget_stale_kernels(cache_dir: Path | None = None) -> bool:
+    """Drop this module's cached kernels when a file they depend on has changed -> whether it did.
+
+    numba keys a cached kernel on its own source file only, but these inline ``codec.simd`` and
+    freeze constants of ``codec.motion`` and ``codec.config`` when they compile; after an edit or
+    an upgrade of one of those alone, the cache would serve kernels built from the old code. A
+    digest of the three files kept next to the cache decides; numba then compiles afresh.
+    """
+    cache_dir = Path(search._cache._cache_path) if cache_dir is None else cache_dir
+    digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (simd, motion, config))).hexdigest()
+    stamp = cache_dir / "motion_cpu.deps"
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    try:
+        for f in cache_dir.glob("motion_cpu.*.nb[ic]"):
+            f.unlink(missing_ok=True)
+        stamp.write_text(digest)
+    except OSError:  # a cache numba cannot write either: nothing of ours is in it
+        pass
+    return True
+
+
+_forget_stale_kernels()

@@ -141,3 +141,18 @@ def test_the_kernels_stay_inside_their_arrays(tmp_path):
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_cached_kernels_are_dropped_when_a_file_they_inline_changes(tmp_path):
+    # numba would serve a kernel compiled before an edit of codec.simd (or of motion's constants).
+    old = tmp_path / "motion_cpu.search-1.py311.nbi"
+    old.write_bytes(b"stale")
+    (tmp_path / "motion_cpu.deps").write_text("digest of older files")
+    other = tmp_path / "residual.rebuild-1.py311.nbi"  # another module's cache is not ours to drop
+    other.write_bytes(b"fine")
+    assert motion_cpu._forget_stale_kernels(tmp_path)
+    assert not old.exists() and other.exists()
+    kept = tmp_path / "motion_cpu.search-1.py311.nbc"
+    kept.write_bytes(b"compiled from these files")
+    assert not motion_cpu._forget_stale_kernels(tmp_path)  # same files: the cache stays
+    assert kept.exists()
