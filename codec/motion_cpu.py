@@ -429,8 +429,8 @@ def _boxes(refp):
     """Sums of every 4x4, 8x8 and 16x16 window of the padded (Hp, 3Wp) reference, per channel,
     as planes: ``b4[c, y, x]`` sums channel c over rows y..y+3, columns x..x+3. Past the frame's
     right edge each plane has _LANES + 16 columns of zeros, so ``_exact_block`` reads _LANES
-    windows at a time anywhere. 16-bit where the sums fit (8x8: at most 16,320), which halves the
-    memory they stream."""
+    windows at a time anywhere. 16 bits (8x8: at most 16,320; 16x16 unsigned: 65,280), half the
+    memory of 32 to stream."""
     hp, n = refp.shape
     wp = n // 3
     width = wp + _LANES + 16
@@ -459,12 +459,12 @@ def _boxes(refp):
             a0, a1, o = b4[ch, y], b4[ch, y + 4], b8[ch, y]
             for x in range(width - 7):
                 o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
-    b16 = np.empty((3, hp - 15, width - 15), np.int32)
+    b16 = np.empty((3, hp - 15, width - 15), np.uint16)  # at most 65,280
     for ch in range(3):
         for y in range(hp - 15):
             a0, a1, o = b8[ch, y], b8[ch, y + 8], b16[ch, y]
             for x in range(width - 15):
-                o[x] = np.int32(a0[x]) + np.int32(a0[x + 8]) + np.int32(a1[x]) + np.int32(a1[x + 8])
+                o[x] = np.uint16(a0[x]) + np.uint16(a0[x + 8]) + np.uint16(a1[x]) + np.uint16(a1[x + 8])
     return b4, b8, b16
 
 
@@ -476,8 +476,8 @@ def _ranges(box, y0, x0):
     ty, tx = (hp - y0 + _TILE - 1) // _TILE, (wp - x0 + _TILE - 1) // _TILE
     mn = np.empty((3, ty, tx), np.int32)
     mx = np.empty((3, ty, tx), np.int32)
-    lo = np.empty(wp, np.int32)
-    hi = np.empty(wp, np.int32)
+    lo = np.empty(wp, box.dtype)  # the box's own type: min and max stay in it, so they vectorise
+    hi = np.empty(wp, box.dtype)
     for ch in range(3):
         for k in range(ty):  # down the tile's rows, then across each tile's columns
             ya = y0 + k * _TILE

@@ -4,9 +4,9 @@ does not find them.
 * ``sad16(a, i, b, j)``: the sum of |a[i + k] - b[j + k]| over k < 16, for 1-D uint8 arrays. On
   x86-64 one ``psadbw`` (SSE2, which every x86-64 CPU has); numba compiles the plain loop to
   16-bit lanes at about half the speed.
-* ``absdiff8(g, v, row, i)``: ``g[k] += |v - row[i + k]|`` for k < 8 (g int32, row int16 or
-  int32), in one 8-lane vector of int32 (LLVM vector IR, any CPU). The plain loop stays scalar:
-  LLVM cannot rule out that ``g`` and ``row`` overlap.
+* ``absdiff8(g, v, row, i)``: ``g[k] += |v - row[i + k]|`` for k < 8 (g int32, row int16,
+  uint16 or int32), in one 8-lane vector of int32 (LLVM vector IR, any CPU). The plain loop
+  stays scalar: LLVM cannot rule out that ``g`` and ``row`` overlap.
 * ``absdiff16(acc, k, a, i, b, j)``: ``acc[k + n] += |a[i + n] - b[j + n]|`` for n < 16, all
   int16, in 16-bit lanes (numba widens int16 arithmetic to 64 bits: 4 lanes where 16 fit). The
   caller keeps the sums below 2**15.
@@ -82,7 +82,7 @@ def _sad16_loop(a, i, b, j):
 
 @intrinsic
 def _absdiff8_vector(typingctx, g, v, row, i):
-    """g[0:8] += |v - row[i:i+8]| as 8-lane vector ops (g int32, row int16 or int32; unchecked)."""
+    """g[0:8] += |v - row[i:i+8]| as 8-lane vector ops (g int32, row int16, uint16 or int32; unchecked)."""
     sig = types.void(g, v, row, i)
 
     def codegen(context, builder, signature, args):
@@ -92,7 +92,7 @@ def _absdiff8_vector(typingctx, g, v, row, i):
         width = signature.args[2].dtype.bitwidth
         r = _load(builder, context, signature.args[2], args[2], args[3], ir.VectorType(ir.IntType(width), LANES))
         if width < 32:
-            r = builder.sext(r, v8)
+            r = builder.sext(r, v8) if signature.args[2].dtype.signed else builder.zext(r, v8)
         scalar, bits = args[1], args[1].type.width
         scalar = builder.trunc(scalar, i32) if bits > 32 else (builder.sext(scalar, i32) if bits < 32 else scalar)
         splat = builder.insert_element(ir.Constant(v8, ir.Undefined), scalar, ir.Constant(i32, 0))

@@ -40,11 +40,12 @@ def test_sad16_is_the_sum_of_absolute_differences():
         assert simd.sad16 is simd._sad16_psadbw
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32])
 def test_absdiff8_accumulates_eight_lanes(dtype):
     rng = np.random.default_rng(1)
     hi = np.iinfo(np.int16).max
-    row = rng.integers(-hi, hi, 100).astype(dtype)
+    lo = 0 if dtype == np.uint16 else -hi
+    row = rng.integers(lo, 2 * hi if dtype == np.uint16 else hi, 100).astype(dtype)  # uint16 past 2**15 too
     v = rng.integers(-hi, hi, 6).astype(np.int32)
     offsets = np.array([0, 1, 5, 40, 91, 92], np.int64)
     want = np.stack([2 * np.abs(int(x) - row[i:i + 8].astype(np.int64)) for x, i in zip(v, offsets)])
