@@ -32,6 +32,12 @@ _PSADBW = "llvm.x86.sse2.psad.bw"
 LANES = 8  # lanes of absdiff8
 
 
+def _contiguous(*arrays) -> bool:
+    """Whether the intrinsics may read these numba array types as flat memory: 1-D and C-contiguous
+    (a row of a C array is; a strided slice is not, and then typing fails instead of misreading)."""
+    return all(isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C" for t in arrays)
+
+
 def _load(builder, context, arr_type, arr, index, vec):
     """Load ``vec`` (an LLVM vector type) from element ``index`` of a numba array, unaligned."""
     data = context.make_array(arr_type)(context, builder, arr).data
@@ -48,6 +54,8 @@ def _abs(builder, x):
 @intrinsic
 def _psadbw16(typingctx, a, i, b, j):
     """One psadbw over a[i:i+16] and b[j:j+16] (uint8, C-contiguous, unchecked) -> int64."""
+    if not _contiguous(a, b):
+        return None
     sig = types.int64(a, i, b, j)
 
     def codegen(context, builder, signature, args):
@@ -83,6 +91,8 @@ def _sad16_loop(a, i, b, j):
 @intrinsic
 def _absdiff8_vector(typingctx, g, v, row, i):
     """g[0:8] += |v - row[i:i+8]| as 8-lane vector ops (g int32, row int16, uint16 or int32; unchecked)."""
+    if not _contiguous(g, row):
+        return None
     sig = types.void(g, v, row, i)
 
     def codegen(context, builder, signature, args):
@@ -122,6 +132,8 @@ def _absdiff8_loop(g, v, row, i):
 def _absdiff16_vector(typingctx, acc, k, a, i, b, j, n):
     """acc[k:k+16] += |a[i:i+16] - b[j:j+16]| in lanes < n (a, b int16; acc int16 or int32;
     reads all 16 lanes of a and b; unchecked)."""
+    if not _contiguous(acc, a, b):
+        return None
     sig = types.void(acc, k, a, i, b, j, n)
 
     def codegen(context, builder, signature, args):

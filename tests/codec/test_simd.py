@@ -96,3 +96,12 @@ def test_absdiff16n_adds_only_its_first_n_lanes_into_32_bits(n):
     assert want.max() == 10 * 16320
     assert _absdiff16ns(simd._absdiff16n_loop, a, b, offsets, n).tolist() == want.tolist()
     assert _absdiff16ns(simd.absdiff16n, a, b, offsets, n).tolist() == want.tolist()
+
+
+def test_the_intrinsics_refuse_strided_arrays():
+    # They read flat memory: a strided view must fail to compile, not read the wrong values.
+    a = np.arange(64, dtype=np.uint8)
+    with pytest.raises(numba.core.errors.TypingError):
+        _sads(simd._sad16_psadbw, a[::2], a, np.zeros((1, 2), np.int64))
+    with pytest.raises(numba.core.errors.TypingError):
+        _absdiffs(simd._absdiff8_lanes, np.zeros(1, np.int32), np.arange(40, dtype=np.int16)[::2], np.zeros(1, np.int64))
