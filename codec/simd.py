@@ -44,6 +44,23 @@ def _load(builder, context, arr_type, arr, index, vec):
     return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=1)
 
 
+def _splat(builder, scalar, vec):
+    """``scalar`` (an integer of any width, cast to the lane type) in every lane of ``vec``."""
+    lane = vec.element
+    if scalar.type.width != lane.width:
+        scalar = builder.trunc(scalar, lane) if scalar.type.width > lane.width else builder.sext(scalar, lane)
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count))
+
+
+def _accumulate(builder, context, arr_type, arr, index, delta):
+    """arr[index : index + lanes] += delta (a vector of arr's element type)."""
+    data = context.make_array(arr_type)(context, builder, arr).data
+    ptr = builder.bitcast(builder.gep(data, [index]), delta.type.as_pointer())
+    builder.store(builder.add(builder.load(ptr, align=1), delta), ptr, align=1)
+
+
 def _abs(builder, x):
     """Lane-wise |x| (llvm.abs, defined for the most negative value as wrapping)."""
     module, name = builder.module, f"llvm.abs.v{x.type.count}i{x.type.element.width}"
@@ -96,20 +113,14 @@ def _absdiff8_vector(typingctx, g, v, row, i):
     sig = types.void(g, v, row, i)
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        v8 = ir.VectorType(i32, LANES)
-        arr_g = context.make_array(signature.args[0])(context, builder, args[0])
-        width = signature.args[2].dtype.bitwidth
-        r = _load(builder, context, signature.args[2], args[2], args[3], ir.VectorType(ir.IntType(width), LANES))
-        if width < 32:
-            r = builder.sext(r, v8) if signature.args[2].dtype.signed else builder.zext(r, v8)
-        scalar, bits = args[1], args[1].type.width
-        scalar = builder.trunc(scalar, i32) if bits > 32 else (builder.sext(scalar, i32) if bits < 32 else scalar)
-        splat = builder.insert_element(ir.Constant(v8, ir.Undefined), scalar, ir.Constant(i32, 0))
-        splat = builder.shuffle_vector(splat, ir.Constant(v8, ir.Undefined), ir.Constant(v8, [0] * LANES))
-        d = _abs(builder, builder.sub(splat, r))
-        ptr = builder.bitcast(arr_g.data, v8.as_pointer())
-        builder.store(builder.add(builder.load(ptr, align=4), d), ptr, align=4)
+        v8 = ir.VectorType(ir.IntType(32), LANES)
+        row = signature.args[2].dtype
+        r = _load(builder, context, signature.args[2], args[2], args[3],
+                  ir.VectorType(ir.IntType(row.bitwidth), LANES))
+        if row.bitwidth < 32:
+            r = builder.sext(r, v8) if row.signed else builder.zext(r, v8)
+        d = _abs(builder, builder.sub(_splat(builder, args[1], v8), r))
+        _accumulate(builder, context, signature.args[0], args[0], ir.Constant(ir.IntType(64), 0), d)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -145,16 +156,9 @@ def _absdiff16_vector(typingctx, acc, k, a, i, b, j, n):
         if wide.width > 16:
             x, y = builder.sext(x, vacc), builder.sext(y, vacc)
         d = _abs(builder, builder.sub(x, y))
-        lanes = ir.Constant(vacc, list(range(16)))
-        count = builder.trunc(args[6], wide) if args[6].type.width > wide.width else builder.sext(args[6], wide)
-        count = builder.shuffle_vector(builder.insert_element(ir.Constant(vacc, ir.Undefined), count,
-                                                              ir.Constant(ir.IntType(32), 0)),
-                                       ir.Constant(vacc, ir.Undefined),
-                                       ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-        d = builder.select(builder.icmp_signed("<", lanes, count), d, ir.Constant(vacc, [0] * 16))
-        data = context.make_array(ta)(context, builder, args[0]).data
-        ptr = builder.bitcast(builder.gep(data, [args[1]]), vacc.as_pointer())
-        builder.store(builder.add(builder.load(ptr, align=2), d), ptr, align=2)
+        used = builder.icmp_signed("<", ir.Constant(vacc, list(range(16))), _splat(builder, args[6], vacc))
+        d = builder.select(used, d, ir.Constant(vacc, [0] * 16))
+        _accumulate(builder, context, ta, args[0], args[1], d)
         return context.get_dummy_value()
 
     return sig, codegen
