@@ -104,4 +104,5 @@ def test_the_intrinsics_refuse_strided_arrays():
     with pytest.raises(numba.core.errors.TypingError):
         _sads(simd._sad16_psadbw, a[::2], a, np.zeros((1, 2), np.int64))
     with pytest.raises(numba.core.errors.TypingError):
-        _absdiffs(simd._absdiff8_lanes, np.zeros(1, np.int32), np.arange(40, dtype=np.int16)[::2], np.zeros(1, np.int64))
+        strided = np.arange(40, dtype=np.int16)[::2]
+        _absdiffs(simd._absdiff8_lanes, np.zeros(1, np.int32), strided, np.zeros(1, np.int64))
