@@ -425,18 +425,32 @@ def _texture(cur, b):
 
 
 @numba.njit(**_JIT)
-def _boxes(refp):
-    """Sums of every 4x4, 8x8 and 16x16 window of the padded (Hp, 3Wp) reference, per channel,
-    as planes: ``b4[c, y, x]`` sums channel c over rows y..y+3, columns x..x+3. Past the frame's
-    right edge each plane has _LANES + 16 columns of zeros, so ``_exact_block`` reads _LANES
-    windows at a time anywhere. 16 bits (8x8: at most 16,320; 16x16 unsigned: 65,280), half the
-    memory of 32 to stream."""
-    hp, n = refp.shape
-    wp = n // 3
+def _reach(amb, bx, radius, pad, hp, wp):
+    """The rows y0..y1 and columns x0..x1 (exclusive) of the padded reference that the windows of
+    the ambiguous blocks ``amb`` cover: all ``_boxes`` needs. (y0, x0) sit where the first block's
+    window starts, so tiles of vectors stay aligned to it."""
+    y_min, y_max, x_min, x_max = hp, 0, wp, 0
+    for b in range(len(amb)):
+        if amb[b]:
+            oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+            y_min, y_max, x_min, x_max = min(y_min, oy), max(y_max, oy), min(x_min, ox), max(x_max, ox)
+    o = pad - radius  # where the window of the block at (0, 0) starts
+    reach = 2 * radius + BLOCK  # a window's rows (and columns), from its first vector's block to its last
+    return o + y_min, min(hp, o + y_max + reach), o + x_min, min(wp, o + x_max + reach)
+
+
+@numba.njit(**_JIT)
+def _boxes(refp, y0, y1, x0, x1):
+    """Sums of every 4x4, 8x8 and 16x16 window of rows y0..y1, columns x0..x1 of the padded
+    (Hp, 3Wp) reference, per channel, as planes: ``b4[c, y, x]`` sums channel c over rows
+    y0+y..y0+y+3, columns x0+x..x0+x+3. Right of x1 each plane has _LANES + 16 columns of zeros,
+    so ``_exact_block`` reads _LANES windows at a time anywhere. 16 bits (8x8: at most 16,320;
+    16x16 unsigned: 65,280), half the memory of 32 to stream."""
+    hp, wp = y1 - y0, x1 - x0
     width = wp + _LANES + 16
     plane = np.zeros((3, hp, width), np.int16)
     for y in range(hp):
-        row = refp[y]
+        row = refp[y0 + y, 3 * x0 : 3 * x1]
         for ch in range(3):
             o = plane[ch, y]
             for x in range(wp):
@@ -535,7 +549,7 @@ def _lanes_gap(g, sums, box, y, x, n, size):
 
 
 @numba.njit(**_JIT)
-def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_key):
+def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, y0, x0, b, vec, best_key):
     """codec.motion._exact_search for block ``b``: the exhaustive optimum by successive elimination.
 
     Vectors go tile by tile (_TILE x _TILE of them); a tile, then a vector, is passed over once a
@@ -586,14 +600,14 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
                 continue
             px = 0 if dx0 <= 0 <= dx1 else min(abs(dx0), abs(dx1))
             room = (best >> (3 * _KEY_BITS)) - lam * (py + px)  # what the tile's SADs must stay within
-            ty, tx = oy // _TILE + ky, ox // _TILE + kx
+            ty, tx = (pad - radius + oy - y0) // _TILE + ky, (pad - radius + ox - x0) // _TILE + kx
             if _tile_gap(s16, mn16, mx16, ty, tx, 1) > room or _tile_gap(s8, mn8, mx8, ty, tx, 2) > room:
                 continue
             for k in range(_LANES):
                 pen[k] = lam * abs(dx0 + k) if dx0 + k <= dx1 else _NEVER
-            x = pad + ox + dx0
+            x = pad + ox + dx0 - x0  # in the box sums (which start at (y0, x0) of the reference)
             for dy in range(dy0, dy1 + 1):
-                y = pad + oy + dy
+                y = pad + oy + dy - y0
                 top = best >> (3 * _KEY_BITS)  # the cost to stay within
                 base = lam * abs(dy)
                 g[:] = pen
@@ -622,7 +636,7 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_
                     sad = 0
                     for i in range(4):
                         rest -= band[i, k]
-                        sad += _sad_rows(cur, oy + 4 * i, ox, refp, y + 4 * i, pad + ox + dx0 + k)
+                        sad += _sad_rows(cur, oy + 4 * i, ox, refp, y0 + y + 4 * i, pad + ox + dx0 + k)
                         if cost + sad + rest > top:
                             break
                     lb = cost + sad
@@ -702,11 +716,12 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             if active[b]:
                 amb[b] = _texture(cur, b) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
     if amb.any():
-        b4, b8, b16 = _boxes(refp)
-        ranges = _ranges(b16, pad - radius, pad - radius) + _ranges(b8, pad - radius, pad - radius)
+        y0, y1, x0, x1 = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
+        b4, b8, b16 = _boxes(refp, y0, y1, x0, x1)
+        ranges = _ranges(b16, 0, 0) + _ranges(b8, 0, 0)
         for b in range(nb):
             if amb[b]:
-                _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, b, vec, best_key)
+                _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, y0, x0, b, vec, best_key)
     return vec, best_key, active
 
 
