@@ -549,15 +549,15 @@ def _lanes_gap(g, sums, box, y, x, n, size):
 
 
 @numba.njit(**_JIT)
-def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, y0, x0, b, vec, best_key):
+def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key):
     """codec.motion._exact_search for block ``b``: the exhaustive optimum by successive elimination.
 
     Vectors go tile by tile (_TILE x _TILE of them); a tile, then a vector, is passed over once a
     lower bound of its cost exceeds the best cost so far: lambda|d| with the sums of the whole
     block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``:
-    ``_ranges`` of the 16x16 and the 8x8 sums), then the block's, its four 8x8 and its sixteen
-    4x4 sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at
-    once (in SIMD lanes); the vectors left get an exact SAD, band of 4 rows by band, which stops
+    ``_ranges`` of the 16x16 and the 8x8 sums), then its four 8x8 and its sixteen 4x4
+    sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at once
+    (in SIMD lanes); the vectors left get an exact SAD, band of 4 rows by band, which stops
     once the bands summed plus the others' 4x4 bound pass the best. Vectors further out than the
     first whose reference block lies wholly in the edge-replicated margin see the same block at a
     higher lambda|d|, and are skipped.
@@ -610,10 +610,7 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, y0, x0, b, ve
                 y = pad + oy + dy - y0
                 top = best >> (3 * _KEY_BITS)  # the cost to stay within
                 base = lam * abs(dy)
-                g[:] = pen
-                if base + _lanes_gap(g, s16, b16, y, x, 1, 16) > top:
-                    continue
-                g[:] = pen
+                g[:] = pen  # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
                 if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
                     continue
                 band[:] = 0  # the 4x4 bound per band of 4 rows, so a SAD stops on the bands left's bound
@@ -721,7 +718,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         ranges = _ranges(b16, 0, 0) + _ranges(b8, 0, 0)
         for b in range(nb):
             if amb[b]:
-                _exact_block(cur, refp, pad, radius, lam, b4, b8, b16, ranges, y0, x0, b, vec, best_key)
+                _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key)
     return vec, best_key, active
 
 
