@@ -8,7 +8,7 @@ tensor op per step, which on a CPU streams each intermediate through memory; her
 searched to the end while its pixels are in cache, each cost is computed once per block and
 level (predictors, neighbours, overlapping rings and the polish repeat many vectors), a SAD stops
 once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows; ``codec.simd``
-holds the two vector primitives LLVM does not find itself: psadbw, and 8-lane bounds).
+holds the vector code LLVM does not find itself: psadbw, 16-lane luma SADs, 8-lane bounds).
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
 releases the GIL (``nogil=True``), so encoder threads search side by side.
@@ -28,7 +28,7 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16, absdiff16n, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16n, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
@@ -138,10 +138,8 @@ def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: in
     """SAD over the 16 x 16 x 3 RGB values of a block of (H, 3W) ``cur`` at px (cy, cx) against
     ``ref``; stops early, as ``_sad``, once past ``bound``."""
     total = 0
-    i, j = 3 * cx, 3 * rx
-    for u in range(BLOCK):  # a row is 48 values: three 16-value SADs
-        a, b = cur[cy + u], ref[ry + u]
-        total += sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
+    for u in range(BLOCK):
+        total += _sad_row(cur[cy + u], 3 * cx, ref[ry + u], 3 * rx)
         if total > bound:
             break
     return total
@@ -151,11 +149,15 @@ def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: in
 def _sad_rows(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int) -> int:
     """``_sad_rgb`` over 4 rows of the block, to the end."""
     total = 0
-    i, j = 3 * cx, 3 * rx
     for u in range(4):
-        a, b = cur[cy + u], ref[ry + u]
-        total += sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
+        total += _sad_row(cur[cy + u], 3 * cx, ref[ry + u], 3 * rx)
     return total
+
+
+@numba.njit(inline="always", **_JIT)
+def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
+    """SAD of one block row, 48 RGB values from ``a[i]`` and ``b[j]``: three 16-value SADs."""
+    return sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
 
 
 @numba.njit(**_JIT)
@@ -258,11 +260,19 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
 @numba.njit(**_JIT)
 def _ring9(cur, cy, cx, ref, ry, rx, s, out):
     """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
-    -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine."""
+    -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine, in 16 lanes per
+    vector (s of them used; rows are read into the levels' slack). A lane sums s rows of
+    |differences|: at full resolution (s = 16, at most 16 x 1,020) that fits 16 bits, on the
+    smaller levels (rows of 10 or 6 px of sums of 4 or 16 px) it takes 32."""
     if s == BLOCK:
-        _ring9_block(cur, cy, cx, ref, ry, rx, out)
-        return
-    acc = np.zeros(9 * 16, np.int32)  # 16 lanes per vector, s of them used (rows read to the slack)
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, np.zeros(9 * 16, np.int16))
+    else:
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, np.zeros(9 * 16, np.int32))
+
+
+@numba.njit(inline="always", **_JIT)
+def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc):
+    """``_ring9`` into the zeroed lanes ``acc`` (9 x 16)."""
     for u in range(s):
         c = cur[cy + u]
         for a in range(3):
@@ -273,24 +283,6 @@ def _ring9(cur, cy, cx, ref, ry, rx, s, out):
         t = 0
         for v in range(16):
             t += acc[16 * k + v]
-        out[k] = t
-
-
-@numba.njit(**_JIT)
-def _ring9_block(cur, cy, cx, ref, ry, rx, out):
-    """``_ring9`` of a 16 x 16 window of full-resolution luma, in 16-bit lanes (a lane sums 16
-    rows of |differences| of at most 1,020: at most 16,320)."""
-    acc = np.zeros(9 * BLOCK, np.int16)
-    for u in range(BLOCK):
-        c = cur[cy + u]
-        for a in range(3):
-            r = ref[ry + a + u]
-            for b in range(3):
-                absdiff16(acc, BLOCK * (3 * a + b), c, cx, r, rx + b)
-    for k in range(9):
-        t = 0
-        for v in range(BLOCK):
-            t += acc[BLOCK * k + v]
         out[k] = t
 
 
@@ -538,14 +530,20 @@ def _lanes_gap(g, sums, box, y, x, n, size):
     (``sums`` (n, n, 3)) and channels, |the block's sum - the reference window's sum| (``box``:
     the reference's window sums of that size, read at row ``y``). Returns the least of ``g``."""
     for i in range(n):
-        for ch in range(3):
-            row = box[ch, y + size * i]
-            for j in range(n):
-                absdiff8(g, sums[i, j, ch], row, x + size * j)
+        _band_gap(g, sums, box, y, x, i, n, size)
     least = g[0]
     for k in range(1, _LANES):
         least = min(least, g[k])
     return least
+
+
+@numba.njit(inline="always", **_JIT)
+def _band_gap(g, sums, box, y, x, i, n, size):
+    """``_lanes_gap`` of the block's band ``i`` of sub-blocks only (its ``size`` rows)."""
+    for ch in range(3):
+        row = box[ch, y + size * i]
+        for j in range(n):
+            absdiff8(g, sums[i, j, ch], row, x + size * j)
 
 
 @numba.njit(**_JIT)
@@ -613,12 +611,9 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
                 g[:] = pen  # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
                 if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
                     continue
-                band[:] = 0  # the 4x4 bound per band of 4 rows, so a SAD stops on the bands left's bound
+                band[:] = 0  # the 4x4 bound band by band: a SAD stops on the bound of the bands it has not summed
                 for i in range(4):
-                    for ch in range(3):
-                        row = b4[ch, y + 4 * i]
-                        for j in range(4):
-                            absdiff8(band[i], s4[i, j, ch], row, x + 4 * j)
+                    _band_gap(band[i], s4, b4, y, x, i, 4, 4)
                 least = _NEVER
                 for k in range(_LANES):
                     g[k] = pen[k] + band[0, k] + band[1, k] + band[2, k] + band[3, k]

@@ -7,11 +7,10 @@ does not find them.
 * ``absdiff8(g, v, row, i)``: ``g[k] += |v - row[i + k]|`` for k < 8 (g int32, row int16,
   uint16 or int32), in one 8-lane vector of int32 (LLVM vector IR, any CPU). The plain loop
   stays scalar: LLVM cannot rule out that ``g`` and ``row`` overlap.
-* ``absdiff16(acc, k, a, i, b, j)``: ``acc[k + n] += |a[i + n] - b[j + n]|`` for n < 16, all
-  int16, in 16-bit lanes (numba widens int16 arithmetic to 64 bits: 4 lanes where 16 fit). The
-  caller keeps the sums below 2**15.
-* ``absdiff16n(acc, k, a, i, b, j, n)``: the same in lanes m < n only, into int16 or int32
-  ``acc``; it reads all 16 lanes of ``a`` and ``b``, so their arrays need that slack.
+* ``absdiff16n(acc, k, a, i, b, j, n)``: ``acc[k + m] += |a[i + m] - b[j + m]|`` for m < n <= 16,
+  a and b int16, into int16 or int32 ``acc`` (numba widens int16 arithmetic to 64 bits: 4 lanes
+  where 16 fit; the caller keeps int16 sums below 2**15). It reads all 16 lanes of ``a`` and
+  ``b``, so their arrays need that slack.
 
 When numba checks bounds (``NUMBA_BOUNDSCHECK=1``, as a test runs the kernels), and for
 ``sad16`` on other CPUs, the plain loops stand in: the intrinsics read memory unchecked. Both
@@ -165,19 +164,6 @@ def _absdiff16_vector(typingctx, acc, k, a, i, b, j, n):
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _absdiff16_lanes(acc, k, a, i, b, j):
-    """acc[k + m] += |a[i + m] - b[j + m]| for m < 16 in vector registers."""
-    _absdiff16_vector(acc, k, a, i, b, j, 16)
-
-
-@numba.njit(inline="always", cache=True, nogil=True)
-def _absdiff16_loop(acc, k, a, i, b, j):
-    """acc[k + m] += |a[i + m] - b[j + m]| for m < 16, as a plain loop."""
-    for m in range(16):
-        acc[k + m] += abs(a[i + m] - b[j + m])
-
-
-@numba.njit(inline="always", cache=True, nogil=True)
 def _absdiff16n_lanes(acc, k, a, i, b, j, n):
     """acc[k + m] += |a[i + m] - b[j + m]| for m < n in vector registers (reading 16 lanes)."""
     _absdiff16_vector(acc, k, a, i, b, j, n)
@@ -197,5 +183,4 @@ CHECKED = bool(numba.config.BOUNDSCHECK)  # numba checks indices: plain loops, w
 HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
 absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
-absdiff16 = _absdiff16_loop if CHECKED else _absdiff16_lanes
 absdiff16n = _absdiff16n_loop if CHECKED else _absdiff16n_lanes

@@ -59,11 +59,11 @@ def _absdiff16s(absdiff, a, b, offsets):
     acc = np.zeros(16 * len(offsets), np.int16)
     for n in range(len(offsets)):
         for _ in range(16):  # 16 rows of the largest differences still fit 16 bits
-            absdiff(acc, 16 * n, a, offsets[n, 0], b, offsets[n, 1])
+            absdiff(acc, 16 * n, a, offsets[n, 0], b, offsets[n, 1], 16)
     return acc.reshape(len(offsets), 16)
 
 
-def test_absdiff16_accumulates_sixteen_int16_lanes():
+def test_absdiff16n_accumulates_all_sixteen_lanes_in_int16():
     rng = np.random.default_rng(2)
     a = rng.integers(0, 1021, 120).astype(np.int16)  # full-resolution luma R + 2G + B
     b = rng.integers(0, 1021, 120).astype(np.int16)
@@ -71,8 +71,8 @@ def test_absdiff16_accumulates_sixteen_int16_lanes():
     offsets = np.array([[0, 0], [1, 30], [104, 3], [50, 104]], np.int64)
     want = np.stack([16 * np.abs(a[i:i + 16].astype(int) - b[j:j + 16].astype(int)) for i, j in offsets])
     assert want.max() == 16 * 1020
-    assert _absdiff16s(simd._absdiff16_loop, a, b, offsets).tolist() == want.tolist()
-    assert _absdiff16s(simd.absdiff16, a, b, offsets).tolist() == want.tolist()
+    assert _absdiff16s(simd._absdiff16n_loop, a, b, offsets).tolist() == want.tolist()
+    assert _absdiff16s(simd.absdiff16n, a, b, offsets).tolist() == want.tolist()
 
 
 @numba.njit
