@@ -5,9 +5,9 @@ candidates at every level, the same integer costs and the same unique ordering k
 identical fields; tests/codec/test_motion_cpu.py checks that block for block, as x264's checkasm
 checks its assembly against C. The torch version evaluates every candidate of every block in one
 tensor op per step, which on a CPU streams each intermediate through memory; here each block is
-searched to the end while its pixels are in cache, each cost is computed once per block and
-level (predictors, neighbours, overlapping rings and the polish repeat many vectors), a SAD stops
-once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows; ``codec.simd``
+searched to the end while its pixels are in cache, a luma cost is computed once per block and
+level (predictors and overlapping rings repeat many vectors), a vector that holds the best RGB
+cost so far is not costed again, a SAD stops once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows; ``codec.simd``
 holds the vector code LLVM does not find itself: psadbw, 16-lane luma SADs, 8-lane bounds).
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
@@ -35,7 +35,6 @@ _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freez
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
 _SLACK = 16  # zero columns right of the luma levels: _ring9 reads 16 lanes of rows of 6 or 10
-_CACHE = 64  # exact costs remembered per block (the search asks for at most 38 distinct vectors)
 _TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
 _NEVER = 1 << 28  # a lane's penalty that no bound passes (bounds stay below 2**18)
 
@@ -160,6 +159,21 @@ def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
     return sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
 
 
+@numba.njit(inline="always", **_JIT)
+def _insert_row(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
+    """``_insert`` into row ``b`` of (B, n) ``keys`` and (B, n, 2) ``vecs``, element by element (a
+    row view passed to a call, or a slice copy, costs more than the insert itself)."""
+    if key >= keys[b, n - 1]:
+        return
+    j = n - 1
+    while j > 0 and keys[b, j - 1] > key:
+        keys[b, j] = keys[b, j - 1]
+        vecs[b, j, 0], vecs[b, j, 1] = vecs[b, j - 1, 0], vecs[b, j - 1, 1]
+        j -= 1
+    keys[b, j] = key
+    vecs[b, j, 0], vecs[b, j, 1] = dy, dx
+
+
 @numba.njit(**_JIT)
 def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: int) -> None:
     """Insert (key, vector) into the ascending top list ``keys[:n]`` if it is among the ``n`` least."""
@@ -176,42 +190,71 @@ def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: i
 
 
 @numba.njit(**_JIT)
+def _nearest_first(r: int) -> np.ndarray:
+    """Every vector of +-r by increasing |d|_1 -> ((2r + 1)^2, 2)."""
+    order = np.empty(((2 * r + 1) ** 2, 2), np.int64)
+    n = 0
+    for d in range(2 * r + 1):
+        for dy in range(-r, r + 1):
+            dx = d - abs(dy)
+            if 0 <= dx <= r:
+                order[n, 0], order[n, 1] = dy, dx
+                n += 1
+                if dx:
+                    order[n, 0], order[n, 1] = dy, -dx
+                    n += 1
+    return order
+
+
+@numba.njit(**_JIT)
 def _coarse(cur3, ref3, r, lam, active, top):
     """Exhaustive 1/8-level search over +-r of each block's 3x3 neighbourhood -> (By*Bx, top, 2).
 
     cur3: (H/8, W/8); ref3 padded by r. Block costs sum 2x2 level px, and each block's cost
-    sums its 3x3 neighbours (zero outside the frame), as codec.motion._coarse does.
+    sums its 3x3 neighbours (zero outside the frame), as codec.motion._coarse does. A vector's
+    costs for all blocks are computed first (in vector lanes), then only the blocks whose list
+    they enter are visited; the nearest vectors go first, so the lists soon hold low costs and
+    few later vectors enter (the lists, ordered by the unique key, do not depend on the order).
     """
     h, w = cur3.shape
     by, bx = h // 2, w // 2
     nb = by * bx
     keys = np.full((nb, top), _INF, np.int64)
     vecs = np.zeros((nb, top, 2), np.int64)
-    # The cost a vector must not exceed to enter a block's list (-1: inactive, never).
-    enter = np.where(active, np.int64(_INF >> (3 * _KEY_BITS)), np.int64(-1))
+    # The cost a vector must not exceed to enter a block's list (-1: inactive, never). Costs sum
+    # 36 level px of at most 65,280: int32.
+    most = np.iinfo(np.int32).max
+    enter = np.where(active, np.int32(most), np.int32(-1))
     blk = np.zeros((by + 2, bx + 2), np.int32)
     rows = np.zeros((by + 2, bx), np.int32)
+    cost = np.empty(nb, np.int32)
     t = np.empty(w, np.int32)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            for y in range(by):
-                c0, c1 = cur3[2 * y], cur3[2 * y + 1]
-                r0, r1 = ref3[r + dy + 2 * y, r + dx : r + dx + w], ref3[r + dy + 2 * y + 1, r + dx : r + dx + w]
-                for x in range(w):
-                    t[x] = abs(c0[x] - r0[x]) + abs(c1[x] - r1[x])
-                for x in range(bx):
-                    blk[y + 1, x + 1] = t[2 * x] + t[2 * x + 1]
-            for y in range(by + 2):
-                for x in range(bx):
-                    rows[y, x] = blk[y, x] + blk[y, x + 1] + blk[y, x + 2]
-            pen = lam * (abs(dy) + abs(dx))
-            for y in range(by):
-                for x in range(bx):
-                    b = y * bx + x
-                    cost = np.int64(rows[y, x] + rows[y + 1, x] + rows[y + 2, x]) + pen
-                    if cost <= enter[b]:
-                        _insert(keys[b], vecs[b], top, _key(cost, dy, dx), dy, dx)
-                        enter[b] = keys[b, top - 1] >> (3 * _KEY_BITS)
+    order = _nearest_first(r)
+    for i in range(len(order)):
+        dy, dx = order[i, 0], order[i, 1]
+        for y in range(by):
+            c0, c1 = cur3[2 * y], cur3[2 * y + 1]
+            r0, r1 = ref3[r + dy + 2 * y, r + dx : r + dx + w], ref3[r + dy + 2 * y + 1, r + dx : r + dx + w]
+            for x in range(w):
+                t[x] = abs(c0[x] - r0[x]) + abs(c1[x] - r1[x])
+            for x in range(bx):
+                blk[y + 1, x + 1] = t[2 * x] + t[2 * x + 1]
+        for y in range(by + 2):
+            for x in range(bx):
+                rows[y, x] = blk[y, x] + blk[y, x + 1] + blk[y, x + 2]
+        pen = np.int32(lam * (abs(dy) + abs(dx)))
+        for y in range(by):
+            r0, r1, r2, o = rows[y], rows[y + 1], rows[y + 2], cost[y * bx : y * bx + bx]
+            for x in range(bx):
+                o[x] = r0[x] + r1[x] + r2[x] + pen
+        enters = False
+        for b in range(nb):
+            enters |= cost[b] <= enter[b]
+        if enters:
+            for b in range(nb):
+                if cost[b] <= enter[b]:
+                    _insert_row(keys, vecs, b, top, _key(cost[b], dy, dx), dy, dx)
+                    enter[b] = min(keys[b, top - 1] >> (3 * _KEY_BITS), most)
     return vecs
 
 
@@ -294,23 +337,15 @@ def _memo(limit: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(**_JIT)
-def _exact(cur, refp, pad, lam, b, oy, ox, dy, dx, cvec, ckey, cn, best):
-    """Exact RGB key of vector (dy, dx) for block ``b``, remembered per block; a vector that
-    cannot beat key ``best`` may get a lower bound above it instead (not remembered)."""
-    for i in range(cn[b]):
-        if cvec[b, i, 0] == dy and cvec[b, i, 1] == dx:
-            return ckey[b, i]
+def _exact(cur, refp, pad, lam, oy, ox, dy, dx, best):
+    """Exact RGB key of vector (dy, dx) for the block at px (oy, ox); a vector that cannot beat key
+    ``best`` may get a lower bound above it instead. (Recomputing beats remembering keys: a
+    lookup among a block's ~30 vectors costs about what the SAD, one psadbw per 16 values, does.)"""
     pen = lam * (abs(dy) + abs(dx))
     bound = (best >> (3 * _KEY_BITS)) - pen
-    sad = _sad_rgb(cur, oy, ox, refp, pad + oy + dy, pad + ox + dx, bound)
-    key = _key(sad + pen, dy, dx)
-    i = cn[b]
-    if sad <= bound and i < cvec.shape[1]:
-        cvec[b, i, 0] = dy
-        cvec[b, i, 1] = dx
-        ckey[b, i] = key
-        cn[b] = i + 1
-    return key
+    if bound < 0:
+        return _key(pen, dy, dx)
+    return _key(_sad_rgb(cur, oy, ox, refp, pad + oy + dy, pad + ox + dx, bound) + pen, dy, dx)
 
 
 @numba.njit(**_JIT)
@@ -357,27 +392,25 @@ def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b
 
 
 @numba.njit(**_JIT)
-def _choose(cur, refp, pad, lam, b, cands, n, cvec, ckey, cn):
-    """The least exact key among ``cands[:n]`` for block ``b`` -> (key, dy, dx)."""
+def _choose(cur, refp, pad, lam, b, cands, n, best, bdy, bdx):
+    """The least exact key among ``cands[:n]`` and ``best``, the key of (bdy, bdx) (``_INF``: none
+    yet), for block ``b`` -> (key, dy, dx). The vector of ``best`` is not costed again."""
     bx = cur.shape[1] // (3 * BLOCK)
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    best, bdy, bdx = _INF, 0, 0
     for c in range(n):
         dy, dx = cands[c, 0], cands[c, 1]
-        key = _exact(cur, refp, pad, lam, b, oy, ox, dy, dx, cvec, ckey, cn, best)
+        if dy == bdy and dx == bdx and best != _INF:
+            continue
+        key = _exact(cur, refp, pad, lam, oy, ox, dy, dx, best)
         if key < best:
             best, bdy, bdx = key, dy, dx
     return best, bdy, bdx
 
 
 @numba.njit(**_JIT)
-def _ring(cands, start, vy, vx, radius, centre):
-    """Write the 8 vectors around (vy, vx), clamped to the window, from ``cands[start]`` on; with
-    ``centre`` the vector itself first. Returns the next free row."""
-    j = start
-    if centre:
-        cands[j, 0], cands[j, 1] = vy, vx
-        j += 1
+def _ring(cands, vy, vx, radius):
+    """Write the 8 vectors around (vy, vx), clamped to the window, to ``cands[:8]`` -> 8."""
+    j = 0
     for a in range(-1, 2):
         for b in range(-1, 2):
             if a or b:
@@ -665,9 +698,6 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
     coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
     memos = (_memo(radius), _memo(radius // 2), _memo(radius // 4))
-    cvec = np.zeros((nb, _CACHE, 2), np.int64)  # the exact keys computed so far, per block
-    ckey = np.zeros((nb, _CACHE), np.int64)
-    cn = np.zeros(nb, np.int64)
     cands = np.zeros((16, 2), np.int64)
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
@@ -675,31 +705,31 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             cands[keep, 0], cands[keep, 1] = 0, 0
             cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
-                                                        cvec, ckey, cn)
+                                                        _INF, 0, 0)
 
     for _ in range(rounds):  # adopt a neighbour's winner: every block at once, from the last field
-        old = vec.copy()
+        old, old_key = vec.copy(), best_key.copy()
         for b in range(nb):
             if active[b]:
-                cands[0, 0], cands[0, 1] = old[b, 0], old[b, 1]
                 for j, nbr in enumerate(_neighbours(b, by, bx)):
-                    cands[j + 1, 0], cands[j + 1, 1] = old[nbr, 0], old[nbr, 1]
-                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 5, cvec, ckey, cn)
+                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
+                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 4, old_key[b], old[b, 0],
+                                                            old[b, 1])
 
     for b in range(nb):  # polish: the winner, its 8 neighbouring vectors and 5 shorter ones
         if active[b]:
             vy, vx = vec[b, 0], vec[b, 1]
             hy, hx = _half(vy), _half(vx)
-            j = _ring(cands, 0, vy, vx, radius, True)
+            j = _ring(cands, vy, vx, radius)
             for sy, sx in ((vy, 0), (0, vx), (hy, hx), (vy, hx), (hy, vx)):
                 cands[j, 0], cands[j, 1] = sy, sx
                 j += 1
-            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, j, cvec, ckey, cn)
+            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, j, best_key[b], vy, vx)
 
     for b in range(nb):  # walk downhill: exact +-1 steps while a neighbouring vector is better
         if active[b]:
-            best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, vec[b, 0], vec[b, 1], cands,
-                                                      cvec, ckey, cn)
+            best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, best_key[b], vec[b, 0],
+                                                      vec[b, 1], cands)
 
     # Ambiguous blocks get the exhaustive optimum (codec.motion._ambiguous picks the same ones).
     amb = np.zeros(nb, np.bool_)
@@ -718,11 +748,12 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
 
 @numba.njit(**_JIT)
-def _walk(cur, refp, pad, lam, radius, b, vy, vx, cands, cvec, ckey, cn):
-    """codec.motion._walk_downhill for one block from (vy, vx) -> (key, dy, dx) of the local minimum."""
+def _walk(cur, refp, pad, lam, radius, b, key, vy, vx, cands):
+    """codec.motion._walk_downhill for one block from (vy, vx), whose key is ``key`` -> (key, dy, dx)
+    of the local minimum."""
     while True:  # each step lowers the key, so it ends
-        _ring(cands, 0, vy, vx, radius, True)
-        key, ny, nx = _choose(cur, refp, pad, lam, b, cands, 9, cvec, ckey, cn)
+        _ring(cands, vy, vx, radius)
+        key, ny, nx = _choose(cur, refp, pad, lam, b, cands, 8, key, vy, vx)
         if ny == vy and nx == vx:
             return key, vy, vx
         vy, vx = ny, nx
