@@ -161,8 +161,9 @@ def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
 
 @numba.njit(inline="always", **_JIT)
 def _insert_row(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
-    """``_insert`` into row ``b`` of (B, n) ``keys`` and (B, n, 2) ``vecs``, element by element (a
-    row view passed to a call, or a slice copy, costs more than the insert itself)."""
+    """``_insert`` into row ``b`` of (B, n) ``keys`` and (B, n, 2) ``vecs``, inlined, element by element:
+    the 1/8-level search's lists take 13,000 inserts per 512^2 pair, and a call with row views
+    cost more than the insert. (The refinement's short lists are faster with ``_insert`` as is.)"""
     if key >= keys[b, n - 1]:
         return
     j = n - 1
@@ -466,11 +467,11 @@ def _reach(amb, bx, radius, pad, hp, wp):
 
 @numba.njit(**_JIT)
 def _boxes(refp, y0, y1, x0, x1):
-    """Sums of every 4x4, 8x8 and 16x16 window of rows y0..y1, columns x0..x1 of the padded
-    (Hp, 3Wp) reference, per channel, as planes: ``b4[c, y, x]`` sums channel c over rows
-    y0+y..y0+y+3, columns x0+x..x0+x+3. Right of x1 each plane has _LANES + 16 columns of zeros,
-    so ``_exact_block`` reads _LANES windows at a time anywhere. 16 bits (8x8: at most 16,320;
-    16x16 unsigned: 65,280), half the memory of 32 to stream."""
+    """Sums of every 4x4 and 8x8 window of rows y0..y1, columns x0..x1 of the padded (Hp, 3Wp)
+    reference, per channel, as planes: ``b4[c, y, x]`` sums channel c over rows y0+y..y0+y+3,
+    columns x0+x..x0+x+3. Right of x1 each plane has _LANES + 16 columns of zeros, so
+    ``_exact_block`` reads _LANES windows at a time anywhere. 16 bits (8x8: at most 16,320), half
+    the memory of 32 to stream. (The 16x16 sums only feed their tile ranges: ``_ranges_doubled``.)"""
     hp, wp = y1 - y0, x1 - x0
     width = wp + _LANES + 16
     plane = np.zeros((3, hp, width), np.int16)
@@ -498,43 +499,75 @@ def _boxes(refp, y0, y1, x0, x1):
             a0, a1, o = b4[ch, y], b4[ch, y + 4], b8[ch, y]
             for x in range(width - 7):
                 o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
-    b16 = np.empty((3, hp - 15, width - 15), np.uint16)  # at most 65,280
-    for ch in range(3):
-        for y in range(hp - 15):
-            a0, a1, o = b8[ch, y], b8[ch, y + 8], b16[ch, y]
-            for x in range(width - 15):
-                o[x] = np.uint16(a0[x]) + np.uint16(a0[x + 8]) + np.uint16(a1[x]) + np.uint16(a1[x + 8])
-    return b4, b8, b16
+    return b4, b8
 
 
 @numba.njit(**_JIT)
-def _ranges(box, y0, x0):
+def _ranges(box):
     """Least and greatest window sum per channel of ``box`` (``_boxes``' planes) over tiles of
-    _TILE x _TILE window positions from (y0, x0) -> (3, Ty, Tx) each."""
+    _TILE x _TILE window positions -> (3, Ty, Tx) each."""
     _, hp, wp = box.shape
-    ty, tx = (hp - y0 + _TILE - 1) // _TILE, (wp - x0 + _TILE - 1) // _TILE
-    mn = np.empty((3, ty, tx), np.int32)
-    mx = np.empty((3, ty, tx), np.int32)
-    lo = np.empty(wp, box.dtype)  # the box's own type: min and max stay in it, so they vectorise
-    hi = np.empty(wp, box.dtype)
+    mn, mx, lo, hi = _range_buffers(hp, wp, box.dtype)
     for ch in range(3):
-        for k in range(ty):  # down the tile's rows, then across each tile's columns
-            ya = y0 + k * _TILE
-            lo[:] = box[ch, ya]
-            hi[:] = box[ch, ya]
-            for y in range(ya + 1, min(hp, ya + _TILE)):
-                a = box[ch, y]
-                for j in range(wp):
-                    lo[j] = min(lo[j], a[j])
-                    hi[j] = max(hi[j], a[j])
-            for q in range(tx):
-                xa = x0 + q * _TILE
-                lo_, hi_ = lo[xa], hi[xa]
-                for x in range(xa + 1, min(wp, xa + _TILE)):
-                    lo_ = min(lo_, lo[x])
-                    hi_ = max(hi_, hi[x])
-                mn[ch, k, q], mx[ch, k, q] = lo_, hi_
+        for k in range(mn.shape[1]):
+            for y in range(k * _TILE, min(hp, k * _TILE + _TILE)):
+                _range_row(lo, hi, box[ch, y], y == k * _TILE)
+            _range_tiles(lo, hi, mn[ch, k], mx[ch, k])
     return mn, mx
+
+
+@numba.njit(**_JIT)
+def _ranges_doubled(box):
+    """``_ranges`` of the 16x16 windows from ``box``, the 8x8 sums: each sums four of them, computed
+    row by row here (uint16: at most 65,280) and never stored, which saves writing and reading
+    back a frame of them."""
+    s = 8  # a constant: its reads vectorise
+    _, hp, wp = box.shape
+    hp, wp = hp - s, wp - s
+    mn, mx, lo, hi = _range_buffers(hp, wp, np.uint16)
+    row = np.empty(wp, np.uint16)
+    for ch in range(3):
+        for k in range(mn.shape[1]):
+            for y in range(k * _TILE, min(hp, k * _TILE + _TILE)):
+                a0, a1 = box[ch, y], box[ch, y + s]
+                for j in range(wp):
+                    row[j] = np.uint16(a0[j]) + np.uint16(a0[j + s]) + np.uint16(a1[j]) + np.uint16(a1[j + s])
+                _range_row(lo, hi, row, y == k * _TILE)
+            _range_tiles(lo, hi, mn[ch, k], mx[ch, k])
+    return mn, mx
+
+
+@numba.njit(**_JIT)
+def _range_buffers(hp, wp, dtype):
+    """The (3, Ty, Tx) ranges of ``_ranges`` for hp x wp windows, and two rows of ``dtype``."""
+    ty, tx = (hp + _TILE - 1) // _TILE, (wp + _TILE - 1) // _TILE
+    return np.empty((3, ty, tx), np.int32), np.empty((3, ty, tx), np.int32), np.empty(wp, dtype), np.empty(wp, dtype)
+
+
+@numba.njit(inline="always", **_JIT)
+def _range_row(lo, hi, row, first):
+    """Fold one row of window sums into the column-wise least ``lo`` and greatest ``hi`` (the
+    windows' own type: min and max stay in it, so they vectorise); ``first`` starts them."""
+    if first:
+        for j in range(len(lo)):
+            lo[j], hi[j] = row[j], row[j]
+    else:
+        for j in range(len(lo)):
+            lo[j] = min(lo[j], row[j])
+            hi[j] = max(hi[j], row[j])
+
+
+@numba.njit(inline="always", **_JIT)
+def _range_tiles(lo, hi, mn, mx):
+    """Reduce a tile row's column-wise ranges to one per tile of _TILE columns -> ``mn``, ``mx``."""
+    wp = len(lo)
+    for q in range(len(mn)):
+        xa = q * _TILE
+        lo_, hi_ = lo[xa], hi[xa]
+        for x in range(xa + 1, min(wp, xa + _TILE)):
+            lo_ = min(lo_, lo[x])
+            hi_ = max(hi_, hi[x])
+        mn[q], mx[q] = lo_, hi_
 
 
 @numba.njit(**_JIT)
@@ -739,8 +772,8 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
                 amb[b] = _texture(cur, b) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
     if amb.any():
         y0, y1, x0, x1 = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
-        b4, b8, b16 = _boxes(refp, y0, y1, x0, x1)
-        ranges = _ranges(b16, 0, 0) + _ranges(b8, 0, 0)
+        b4, b8 = _boxes(refp, y0, y1, x0, x1)
+        ranges = _ranges_doubled(b8) + _ranges(b8)
         for b in range(nb):
             if amb[b]:
                 _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key)
