@@ -190,6 +190,21 @@ def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: i
     vecs[j, 1] = dx
 
 
+@numba.njit(inline="always", **_JIT)
+def _insert2(keys: np.ndarray, vecs: np.ndarray, key: int, dy: int, dx: int) -> None:
+    """``_insert`` into a top list of 2, without branches: whether a vector enters is not
+    predictable, and the refinement inserts ~70 vectors per block."""
+    k0, k1 = keys[0], keys[1]
+    first, second = key < k0, key < k1
+    keys[1] = k0 if first else (key if second else k1)
+    y1 = vecs[0, 0] if first else (dy if second else vecs[1, 0])
+    x1 = vecs[0, 1] if first else (dx if second else vecs[1, 1])
+    vecs[1, 0], vecs[1, 1] = y1, x1
+    keys[0] = key if first else k0
+    vecs[0, 0] = dy if first else vecs[0, 0]
+    vecs[0, 1] = dx if first else vecs[0, 1]
+
+
 @numba.njit(**_JIT)
 def _nearest_first(r: int) -> np.ndarray:
     """Every vector of +-r by increasing |d|_1 -> ((2r + 1)^2, 2)."""
@@ -298,7 +313,10 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
                                pad + ox - ring_px + dx, s, bound)
                 key = _key(sad + pen, dy, dx)
                 stamp[my, mx], memo_key[my, mx] = gen, key
-            _insert(keys, out, keep, key, dy, dx)
+            if keep == 2:
+                _insert2(keys, out, key, dy, dx)
+            else:
+                _insert(keys, out, keep, key, dy, dx)
 
 
 @numba.njit(**_JIT)
@@ -570,10 +588,11 @@ def _range_tiles(lo, hi, mn, mx):
         mn[q], mx[q] = lo_, hi_
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_JIT)
 def _gap(v, lo, hi):
-    """Distance from ``v`` to the interval [lo, hi]."""
-    return lo - v if v < lo else (v - hi if v > hi else 0)
+    """Distance from ``v`` to the interval [lo, hi] (branch-free: which side ``v`` falls is not
+    predictable, and mispredicted branches were half the cost of the tile tests)."""
+    return max(lo - v, 0) + max(v - hi, 0)
 
 
 @numba.njit(inline="always", **_JIT)
