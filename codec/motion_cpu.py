@@ -5,10 +5,10 @@ candidates at every level, the same integer costs and the same unique ordering k
 identical fields; tests/codec/test_motion_cpu.py checks that block for block, as x264's checkasm
 checks its assembly against C. The torch version evaluates every candidate of every block in one
 tensor op per step, which on a CPU streams each intermediate through memory; here each block is
-searched to the end while its pixels are in cache, a luma cost is computed once per block and
-level (predictors and overlapping rings repeat many vectors), a vector that holds the best RGB
-cost so far is not costed again, a SAD stops once it cannot win, and SADs vectorise (frames are read as interleaved RGB rows; ``codec.simd``
-holds the vector code LLVM does not find itself: psadbw, 16-lane luma SADs, 8-lane bounds).
+searched to the end while its pixels are in cache, a SAD stops once it cannot win, and SADs
+vectorise (frames are read as interleaved RGB rows; ``codec.simd`` holds the vector code LLVM
+does not find itself: psadbw, 16-lane luma SADs, 8-lane bounds). Recomputing a SAD is cheaper
+than remembering it, and so are branch-free tests where the outcome is not predictable.
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
 releases the GIL (``nogil=True``), so encoder threads search side by side.
@@ -275,22 +275,21 @@ def _coarse(cur3, ref3, r, lam, active, top):
 
 
 @numba.njit(**_JIT)
-def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, centers, k, keep, out, memo):
+def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, centers, k, keep, out):
     """codec.motion._refine for one block: +-1 around ``centers[:k]`` (level px) on one luma level.
 
     curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
-    px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2). Rings of
-    nearby centers overlap: ``memo`` (this level's ``_memo``) computes each vector once.
+    px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2). A center's
+    9 SADs take one pass (``_ring9``); a vector that two rings share is costed twice, which is
+    cheaper than remembering it (and gives the same key). A center at the window's edge gets
+    single SADs, each stopped once past the ``keep``-th cost.
     """
     s = size + 2 * ring_px
     keys = np.full(keep, _INF, np.int64)
-    stamp, memo_key = memo[0], memo[1]
-    memo_key[0, 0] += 1  # this call's stamp (cell (0, 0) holds the counter; vectors start at 1)
-    gen = memo_key[0, 0]
     ring = np.empty(9, np.int64)
     for c in range(k):
         cy, cx = centers[c, 0], centers[c, 1]
-        fresh = abs(cy) < limit and abs(cx) < limit and stamp[1 + limit + cy, 1 + limit + cx] != gen
+        fresh = abs(cy) < limit and abs(cx) < limit
         if fresh:  # a center seen for the first time: its 9 SADs in one pass over the window
             _ring9(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
                    pad + ox - ring_px + cx - 1, s, ring)
@@ -298,21 +297,16 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
             dy, dx = cy + j // 3 - 1, cx + j % 3 - 1
             if abs(dy) > limit or abs(dx) > limit:
                 continue
-            my, mx = 1 + limit + dy, 1 + limit + dx
-            if stamp[my, mx] == gen:  # seen in this call: the same key again (torch keeps repeats)
-                key = memo_key[my, mx]
+            pen = lam * (abs(dy) + abs(dx))
+            if fresh:
+                sad = ring[j]
             else:
-                pen = lam * (abs(dy) + abs(dx))
-                if fresh:
-                    sad = ring[j]
-                else:
-                    # Past the keep-th cost so far it cannot enter: stop summing there. A partial
-                    # sum stays above every later bound, as the keep-th cost only falls.
-                    bound = (keys[keep - 1] >> (3 * _KEY_BITS)) - pen
-                    sad = _sad(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + dy,
-                               pad + ox - ring_px + dx, s, bound)
-                key = _key(sad + pen, dy, dx)
-                stamp[my, mx], memo_key[my, mx] = gen, key
+                # Past the keep-th cost so far it cannot enter: stop summing there. A partial
+                # sum stays above every later bound, as the keep-th cost only falls.
+                bound = (keys[keep - 1] >> (3 * _KEY_BITS)) - pen
+                sad = _sad(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + dy,
+                           pad + ox - ring_px + dx, s, bound)
+            key = _key(sad + pen, dy, dx)
             if keep == 2:
                 _insert2(keys, out, key, dy, dx)
             else:
@@ -349,13 +343,6 @@ def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc):
 
 
 @numba.njit(**_JIT)
-def _memo(limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys seen per vector in +-limit, stamped per ``_refine_block`` call (no clearing between blocks)."""
-    n = 2 * limit + 3
-    return np.zeros((n, n), np.int64), np.zeros((n, n), np.int64)
-
-
-@numba.njit(**_JIT)
 def _exact(cur, refp, pad, lam, oy, ox, dy, dx, best):
     """Exact RGB key of vector (dy, dx) for the block at px (oy, ox); a vector that cannot beat key
     ``best`` may get a lower bound above it instead. (Recomputing beats remembering keys: a
@@ -387,7 +374,7 @@ def _levels(cur, ref, radius):
 
 
 @numba.njit(**_JIT)
-def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, out, memos):
+def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, out):
     """Refine one block's candidates at 1/4, 1/2 and full resolution -> ``out`` (keep, 2) px."""
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
     n_coarse = coarse.shape[1]
@@ -402,7 +389,7 @@ def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b
         scale = 1 << level
         ring = 1 if level else 0
         _refine_block(ycp[level], yrp[level], oy // scale, ox // scale, BLOCK // scale, ring, lams[3 - level],
-                      radius // scale, lpad[level], 1, src, k, keep, out, memos[level])
+                      radius // scale, lpad[level], 1, src, k, keep, out)
         k = keep
         for c in range(keep):
             f = 2 if level else 1
@@ -749,11 +736,10 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
     ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
     coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
-    memos = (_memo(radius), _memo(radius // 2), _memo(radius // 4))
     cands = np.zeros((16, 2), np.int64)
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
-            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, memos)
+            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands)
             cands[keep, 0], cands[keep, 1] = 0, 0
             cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
