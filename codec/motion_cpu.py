@@ -8,7 +8,8 @@ tensor op per step, which on a CPU streams each intermediate through memory; her
 searched to the end while its pixels are in cache, a SAD stops once it cannot win, and SADs
 vectorise (frames are read as interleaved RGB rows; ``codec.simd`` holds the vector code LLVM
 does not find itself: psadbw, 16-lane luma SADs, 8-lane bounds). Recomputing a SAD is cheaper
-than remembering it, and so are branch-free tests where the outcome is not predictable.
+than remembering it, and so are branch-free tests where the outcome is not predictable; the
+per-block kernels run without numba's reference counting (``_BARE``).
 
 Every function is compiled on first use and cached next to this file (``cache=True``), and
 releases the GIL (``nogil=True``), so encoder threads search side by side.
@@ -31,6 +32,10 @@ from videomemory.codec.config import BLOCK
 from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16n, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
+# The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
+# numba's runtime: with it, every array a call passes and every row view a loop takes is reference
+# counted (atomic calls, not always pruned), which was 28% of a search's time.
+_BARE = dict(_JIT, _nrt=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
@@ -115,7 +120,7 @@ def _pyramid(img: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray]
     return (y0, y1, y2), _halve(y2, np.int32)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _sad(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, s: int, bound: int) -> int:
     """SAD of the s x s window of luma ``cur`` at (cy, cx) against ``ref`` at (ry, rx); once the
     sum passes ``bound`` it stops and returns the partial sum (still above ``bound``)."""
@@ -132,7 +137,7 @@ def _sad(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, s
     return total
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, bound: int) -> int:
     """SAD over the 16 x 16 x 3 RGB values of a block of (H, 3W) ``cur`` at px (cy, cx) against
     ``ref``; stops early, as ``_sad``, once past ``bound``."""
@@ -175,7 +180,7 @@ def _insert_row(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy
     vecs[b, j, 0], vecs[b, j, 1] = dy, dx
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: int) -> None:
     """Insert (key, vector) into the ascending top list ``keys[:n]`` if it is among the ``n`` least."""
     if key >= keys[n - 1]:
@@ -183,7 +188,7 @@ def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: i
     j = n - 1
     while j > 0 and keys[j - 1] > key:
         keys[j] = keys[j - 1]
-        vecs[j] = vecs[j - 1]
+        vecs[j, 0], vecs[j, 1] = vecs[j - 1, 0], vecs[j - 1, 1]
         j -= 1
     keys[j] = key
     vecs[j, 0] = dy
@@ -274,8 +279,8 @@ def _coarse(cur3, ref3, r, lam, active, top):
     return vecs
 
 
-@numba.njit(**_JIT)
-def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, centers, k, keep, out):
+@numba.njit(**_BARE)
+def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, centers, k, keep, out, scratch):
     """codec.motion._refine for one block: +-1 around ``centers[:k]`` (level px) on one luma level.
 
     curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
@@ -285,14 +290,15 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
     single SADs, each stopped once past the ``keep``-th cost.
     """
     s = size + 2 * ring_px
-    keys = np.full(keep, _INF, np.int64)
-    ring = np.empty(9, np.int64)
+    keys, ring, acc16, acc32 = scratch
+    for j in range(keep):
+        keys[j] = _INF
     for c in range(k):
         cy, cx = centers[c, 0], centers[c, 1]
         fresh = abs(cy) < limit and abs(cx) < limit
         if fresh:  # a center seen for the first time: its 9 SADs in one pass over the window
             _ring9(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
-                   pad + ox - ring_px + cx - 1, s, ring)
+                   pad + ox - ring_px + cx - 1, s, ring, acc16, acc32)
         for j in range(9):
             dy, dx = cy + j // 3 - 1, cx + j % 3 - 1
             if abs(dy) > limit or abs(dx) > limit:
@@ -313,17 +319,19 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
                 _insert(keys, out, keep, key, dy, dx)
 
 
-@numba.njit(**_JIT)
-def _ring9(cur, cy, cx, ref, ry, rx, s, out):
+@numba.njit(**_BARE)
+def _ring9(cur, cy, cx, ref, ry, rx, s, out, acc16, acc32):
     """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
     -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine, in 16 lanes per
     vector (s of them used; rows are read into the levels' slack). A lane sums s rows of
     |differences|: at full resolution (s = 16, at most 16 x 1,020) that fits 16 bits, on the
     smaller levels (rows of 10 or 6 px of sums of 4 or 16 px) it takes 32."""
     if s == BLOCK:
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, np.zeros(9 * 16, np.int16))
+        acc16[:] = 0
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc16)
     else:
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, np.zeros(9 * 16, np.int32))
+        acc32[:] = 0
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -342,7 +350,7 @@ def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc):
         out[k] = t
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _exact(cur, refp, pad, lam, oy, ox, dy, dx, best):
     """Exact RGB key of vector (dy, dx) for the block at px (oy, ox); a vector that cannot beat key
     ``best`` may get a lower bound above it instead. (Recomputing beats remembering keys: a
@@ -373,13 +381,12 @@ def _levels(cur, ref, radius):
     return ycp, yrp, lpad, c3, _pad(r3, radius // 8, 1)
 
 
-@numba.njit(**_JIT)
-def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, out):
+@numba.njit(**_BARE)
+def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, out, src, scratch):
     """Refine one block's candidates at 1/4, 1/2 and full resolution -> ``out`` (keep, 2) px."""
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
     n_coarse = coarse.shape[1]
     k = n_coarse + 1 + (1 if has_prior else 0)
-    src = np.zeros((max(k, keep), 2), np.int64)
     for c in range(n_coarse):
         src[c, 0], src[c, 1] = 2 * coarse[b, c, 0], 2 * coarse[b, c, 1]
     src[n_coarse, 0], src[n_coarse, 1] = 0, 0
@@ -389,15 +396,16 @@ def _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b
         scale = 1 << level
         ring = 1 if level else 0
         _refine_block(ycp[level], yrp[level], oy // scale, ox // scale, BLOCK // scale, ring, lams[3 - level],
-                      radius // scale, lpad[level], 1, src, k, keep, out)
+                      radius // scale, lpad[level], 1, src, k, keep, out, scratch)
         k = keep
         for c in range(keep):
             f = 2 if level else 1
             src[c, 0], src[c, 1] = f * out[c, 0], f * out[c, 1]
-    out[:keep] = src[:keep]
+    for c in range(keep):
+        out[c, 0], out[c, 1] = src[c, 0], src[c, 1]
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _choose(cur, refp, pad, lam, b, cands, n, best, bdy, bdx):
     """The least exact key among ``cands[:n]`` and ``best``, the key of (bdy, bdx) (``_INF``: none
     yet), for block ``b`` -> (key, dy, dx). The vector of ``best`` is not costed again."""
@@ -434,7 +442,7 @@ def _neighbours(b: int, by: int, bx: int) -> tuple[int, int, int, int]:
     return b - bx if y > 0 else b, b + bx if y < by - 1 else b, b - 1 if x > 0 else b, b + 1 if x < bx - 1 else b
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _texture(cur, b):
     """codec.motion.texture of block ``b``: the sum of |differences| between horizontally and
     vertically neighbouring pixels inside it, over RGB."""
@@ -618,8 +626,8 @@ def _band_gap(g, sums, box, y, x, i, n, size):
             absdiff8(g, sums[i, j, ch], row, x + size * j)
 
 
-@numba.njit(**_JIT)
-def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key):
+@numba.njit(**_BARE)
+def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key, scratch):
     """codec.motion._exact_search for block ``b``: the exhaustive optimum by successive elimination.
 
     Vectors go tile by tile (_TILE x _TILE of them); a tile, then a vector, is passed over once a
@@ -635,25 +643,24 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
     h, w = cur.shape[0], cur.shape[1] // 3
     bx = w // BLOCK
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    s4 = np.zeros((4, 4, 3), np.int32)  # the block's 4x4 sub-block sums, [i, j, c]
+    s4, s8, s16, pen, g, band = scratch
+    s4[:] = 0  # the block's 4x4 sub-block sums, [i, j, c]
+    s8[:] = 0  # its 8x8 sub-blocks', and its own (s16)
+    s16[:] = 0
     for u in range(BLOCK):
         row = cur[oy + u, 3 * ox : 3 * ox + 3 * BLOCK]
         for v in range(BLOCK):
             for ch in range(3):
                 s4[u // 4, v // 4, ch] += np.int32(row[3 * v + ch])
-    s8 = np.zeros((2, 2, 3), np.int32)  # its 8x8 sub-blocks', and its own (s16)
     for i in range(4):
         for j in range(4):
             for ch in range(3):
                 s8[i // 2, j // 2, ch] += s4[i, j, ch]
-    s16 = np.zeros((1, 1, 3), np.int32)
     for i in range(2):
         for j in range(2):
             for ch in range(3):
                 s16[0, 0, ch] += s8[i, j, ch]
-    pen = np.empty(_LANES, np.int32)  # lambda|dx| per lane of a tile's row; a lane past the tile never passes
-    g = np.empty(_LANES, np.int32)
-    band = np.empty((4, _LANES), np.int32)
+    # pen: lambda|dx| per lane of a tile's row; a lane past the tile never passes
     mn16, mx16, mn8, mx8 = ranges
     best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
     ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
@@ -680,7 +687,8 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
                 y = pad + oy + dy - y0
                 top = best >> (3 * _KEY_BITS)  # the cost to stay within
                 base = lam * abs(dy)
-                g[:] = pen  # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
+                for k in range(_LANES):
+                    g[k] = pen[k]  # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
                 if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
                     continue
                 band[:] = 0  # the 4x4 bound band by band: a SAD stops on the bound of the bands it has not summed
@@ -737,9 +745,11 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
     coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
     cands = np.zeros((16, 2), np.int64)
+    src = np.zeros((max(n_coarse + 2, keep), 2), np.int64)
+    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(9 * 16, np.int16), np.empty(9 * 16, np.int32))
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
-            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands)
+            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, src, scratch)
             cands[keep, 0], cands[keep, 1] = 0, 0
             cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
             best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
@@ -779,13 +789,15 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         y0, y1, x0, x1 = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
         b4, b8 = _boxes(refp, y0, y1, x0, x1)
         ranges = _ranges_doubled(b8) + _ranges(b8)
+        exact_scratch = (np.empty((4, 4, 3), np.int32), np.empty((2, 2, 3), np.int32), np.empty((1, 1, 3), np.int32),
+                         np.empty(_LANES, np.int32), np.empty(_LANES, np.int32), np.empty((4, _LANES), np.int32))
         for b in range(nb):
             if amb[b]:
-                _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key)
+                _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key, exact_scratch)
     return vec, best_key, active
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_BARE)
 def _walk(cur, refp, pad, lam, radius, b, key, vy, vx, cands):
     """codec.motion._walk_downhill for one block from (vy, vx), whose key is ``key`` -> (key, dy, dx)
     of the local minimum."""
