@@ -68,6 +68,47 @@ def test_fast_kernel_equals_the_torch_search(photo, dy, dx, h, w, radius):
                     fast_search_torch(cur, ref, radius, LAM, anchor_above=above))
 
 
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
+    """One refinement step alone, level by level, against torch.topk (the final fields would hide
+    a wrong list: the later stages repair most of it). Rings of neighbouring centers share
+    vectors, and some reach past the window's limit."""
+    from videomemory.codec import motion
+
+    radius, by, bx = 24, 4, 6
+    cur, ref = (motion_cpu._rows(t) for t in pair(photo, 5, -7, 16 * by, 16 * bx))
+    levels_cur, _ = motion_cpu._pyramid(cur)
+    levels_ref, _ = motion_cpu._pyramid(ref)
+    ycp, yrp, lpad, _, _ = motion_cpu._levels(cur, ref, radius)
+    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(144, np.int16), np.empty(144, np.int32))
+    rng = np.random.default_rng(keep)
+    out = np.zeros((16, 2), np.int64)
+    for level in (0, 1, 2):
+        scale, ring, limit = 1 << level, 1 if level else 0, radius >> level
+        centers = rng.integers(-limit, limit + 1, (by * bx, 4, 2))
+        centers[:, 1] = centers[:, 0] + 1
+        want = motion._refine(torch.from_numpy(levels_cur[level]), torch.from_numpy(levels_ref[level]), scale, ring,
+                              4 * scale * scale, LAM, radius, torch.ones(by * bx, dtype=torch.bool),
+                              torch.from_numpy(centers), keep)
+        lam = motion.stage_lambdas(LAM)[3 - level]
+        for b in range(by * bx):
+            motion_cpu._refine_block(ycp[level], yrp[level], 16 * (b // bx) // scale, 16 * (b % bx) // scale,
+                                     16 // scale, ring, lam, limit, lpad[level], 1, centers[b], 4, keep, out, scratch)
+            assert out[:keep].tolist() == want[b].tolist(), (level, b)
+
+
+@pytest.mark.parametrize(("coarse_top", "keep"), [(4, 3), (2, 1)])
+def test_other_candidate_counts_keep_the_identity(photo, monkeypatch, coarse_top, keep):
+    """The kernels read the candidate counts at each call; the refinement's top list has a
+    branch-free form for 2 and a general one for the rest, which must agree with torch.topk too."""
+    from videomemory.codec import motion
+
+    monkeypatch.setattr(motion, "_COARSE_TOP", coarse_top)
+    monkeypatch.setattr(motion, "_KEEP", keep)
+    cur, ref = pair(photo, -9, 14, 96, 128)
+    assert_same(motion_cpu.fast_search(cur, ref, 24, LAM), fast_search_torch(cur, ref, 24, LAM))
+
+
 def test_fast_kernel_equals_the_torch_search_on_generated_video(tmp_path):
     """Consecutive sampled frames of every motion class at 512x512, each with the previous field as
     prior and gamma as the anchor threshold, as the encoder calls it."""
