@@ -64,7 +64,8 @@ class Encoder:
     def push(self, frame: SampledFrame) -> EncodedFrame:
         """Encode the next sampled frame."""
         code = self.gop.push(frame, self.planner.gamma_scale(), self.planner.refresh_due())
-        cur = as_tensor(frame.image, self.device)
+        cur = self.gop.current  # the frame as the GOP coder converted it, not converted again
+        assert cur is not None
         cell = self.config.grid.token_px
         anchor = pcode = None
         energy = None

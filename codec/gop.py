@@ -153,6 +153,11 @@ class GopEncoder:
         self._gop = -1
         self._pos = 0
 
+    @property
+    def current(self) -> torch.Tensor | None:
+        """The last pushed frame as a (3, H, W) uint8 tensor on the device (None before the first)."""
+        return self._prev
+
     def push(self, frame: SampledFrame, gamma_scale: float = 1.0, refresh: bool = False) -> FrameCode:
         """Code one frame against the previous one and decide its role (rate control: see ``decide``)."""
         cur = as_tensor(frame.image, self.device)
