@@ -165,10 +165,11 @@ def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
 
 
 @numba.njit(inline="always", **_JIT)
-def _insert_row(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
-    """``_insert`` into row ``b`` of (B, n) ``keys`` and (B, n, 2) ``vecs``, inlined, element by element:
-    the 1/8-level search's lists take 13,000 inserts per 512^2 pair, and a call with row views
-    cost more than the insert. (The refinement's short lists are faster with ``_insert`` as is.)"""
+def _insert(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
+    """Insert (key, vector) into block ``b``'s ascending top list ``keys[b, :n]`` (vectors
+    ``vecs[b]``) if it is among the ``n`` least. Inlined, element by element: the 1/8-level
+    search's lists take 13,000 inserts per 512^2 pair, and a call with row views cost more than
+    the insert. (The refinement's lists of 2 take ``_insert2``.)"""
     if key >= keys[b, n - 1]:
         return
     j = n - 1
@@ -180,25 +181,10 @@ def _insert_row(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy
     vecs[b, j, 0], vecs[b, j, 1] = dy, dx
 
 
-@numba.njit(**_BARE)
-def _insert(keys: np.ndarray, vecs: np.ndarray, n: int, key: int, dy: int, dx: int) -> None:
-    """Insert (key, vector) into the ascending top list ``keys[:n]`` if it is among the ``n`` least."""
-    if key >= keys[n - 1]:
-        return
-    j = n - 1
-    while j > 0 and keys[j - 1] > key:
-        keys[j] = keys[j - 1]
-        vecs[j, 0], vecs[j, 1] = vecs[j - 1, 0], vecs[j - 1, 1]
-        j -= 1
-    keys[j] = key
-    vecs[j, 0] = dy
-    vecs[j, 1] = dx
-
-
 @numba.njit(inline="always", **_JIT)
 def _insert2(keys: np.ndarray, vecs: np.ndarray, key: int, dy: int, dx: int) -> None:
-    """``_insert`` into a top list of 2, without branches: whether a vector enters is not
-    predictable, and the refinement inserts ~70 vectors per block."""
+    """``_insert`` for one top list of 2 (``keys`` (2,), ``vecs`` (2, 2)), without branches: whether
+    a vector enters is not predictable, and the refinement inserts ~70 vectors per block."""
     k0, k1 = keys[0], keys[1]
     first, second = key < k0, key < k1
     keys[1] = k0 if first else (key if second else k1)
@@ -274,7 +260,7 @@ def _coarse(cur3, ref3, r, lam, active, top):
         if enters:
             for b in range(nb):
                 if cost[b] <= enter[b]:
-                    _insert_row(keys, vecs, b, top, _key(cost[b], dy, dx), dy, dx)
+                    _insert(keys, vecs, b, top, _key(cost[b], dy, dx), dy, dx)
                     enter[b] = min(keys[b, top - 1] >> (3 * _KEY_BITS), most)
     return vecs
 
@@ -316,7 +302,7 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
             if keep == 2:
                 _insert2(keys, out, key, dy, dx)
             else:
-                _insert(keys, out, keep, key, dy, dx)
+                _insert(keys.reshape((1, keep)), out.reshape((1, out.shape[0], 2)), 0, keep, key, dy, dx)
 
 
 @numba.njit(**_BARE)
