@@ -73,3 +73,21 @@ def test_median_p_per_gop_counts_p_frames_of_every_gop():
     first = [None, 1, 1, 5000, 5000, 1, 1, 1, 1]
     assert median_p_per_gop([first], gop) == 2
     assert median_p_per_gop([first, [None] + [1] * 20], gop) == 3  # counts 2, 0, 4, 16, 3
+
+
+def test_the_gop_coder_hands_on_the_frame_it_converted():
+    # codec.encoder.Encoder codes the residual from this tensor instead of converting the image again.
+    import numpy as np
+    import torch
+
+    from videomemory.codec.config import CodecConfig
+    from videomemory.codec.decode import SampledFrame
+    from videomemory.codec.gop import GopEncoder
+
+    encoder = GopEncoder(CodecConfig(grid=Grid(64, 64)), "cpu")
+    assert encoder.current is None
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        encoder.push(SampledFrame.from_array(image, i, i / 2))
+        assert torch.equal(encoder.current, torch.from_numpy(image).permute(2, 0, 1))
