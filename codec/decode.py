@@ -67,7 +67,7 @@ class SampledFrame:
 
     @classmethod
     def from_array(cls, image: np.ndarray, sampled_index: int, time_s: float, source_index: int | None = None) -> "SampledFrame":
-        """Wrap a live frame (an (H, W, 3) uint8 RGB array) so the encoder can take it."""
+        """Wrap a live frame (an (H, W, 3) uint8 RGB array, copied: the caller may reuse its buffer) so the encoder can take it."""
         arr = np.asarray(image)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise InvalidArgument(f"a frame must be an (H, W, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
@@ -76,7 +76,7 @@ class SampledFrame:
         if time_s < 0:
             raise InvalidArgument(f"frame time must be >= 0 s, got {time_s}")
         return cls(
-            image=np.ascontiguousarray(arr),
+            image=arr.copy(order="C"),  # the encoder keeps it as the next reference: a reused buffer must not alias it
             sampled_index=sampled_index,
             source_index=sampled_index if source_index is None else source_index,
             pts_ms=round(time_s * 1000),

@@ -155,12 +155,16 @@ class GopEncoder:
 
     @property
     def current(self) -> torch.Tensor | None:
-        """The last pushed frame as a (3, H, W) uint8 tensor on the device (None before the first)."""
+        """The last pushed frame as a (3, H, W) uint8 tensor on the device (None before the first); on
+        the CPU a view of its (H, W, 3) image."""
         return self._prev
 
     def push(self, frame: SampledFrame, gamma_scale: float = 1.0, refresh: bool = False) -> FrameCode:
-        """Code one frame against the previous one and decide its role (rate control: see ``decide``)."""
-        cur = as_tensor(frame.image, self.device)
+        """Code one frame against the previous one and decide its role (rate control: see ``decide``).
+
+        On the CPU the frame's image is kept, not copied, as the next frame's reference: do not
+        write to it after pushing (``SampledFrame.from_array`` copies a live caller's buffer)."""
+        cur = as_tensor(frame.image, self.device, contiguous=False)
         grid = self.config.grid
         if tuple(cur.shape[1:]) != (grid.height, grid.width):
             raise InvalidArgument(

@@ -75,8 +75,12 @@ class MotionField:
         return MotionField(self.vectors.to(device), self.cost.to(device), self.sad.to(device))
 
 
-def as_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    """An RGB frame as a (3, H, W) uint8 tensor on ``device`` (accepts (H, W, 3) numpy or tensor)."""
+def as_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str = "cpu", contiguous: bool = True) -> torch.Tensor:
+    """An RGB frame as a (3, H, W) uint8 tensor on ``device`` (accepts (H, W, 3) numpy or tensor).
+
+    ``contiguous=False`` lets a CPU frame stay a (3, H, W) view of the (H, W, 3) image, which
+    shares its memory: no copy, and the CPU search reads that interleaved layout as it is.
+    """
     t = torch.as_tensor(image)
     if t.dtype != torch.uint8:
         raise TypeError(f"frames must be uint8 RGB, got {t.dtype}")
@@ -84,7 +88,8 @@ def as_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str = "cp
         t = t.permute(2, 0, 1)
     if t.ndim != 3 or t.shape[0] != 3:
         raise ValueError(f"frames must be (H, W, 3) or (3, H, W), got {tuple(t.shape)}")
-    return t.to(device).contiguous()
+    t = t.to(device)
+    return t if not contiguous and t.device.type == "cpu" else t.contiguous()
 
 
 def estimate_motion(
@@ -165,6 +170,7 @@ def exhaustive_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: in
 
 def exhaustive_search_torch(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int) -> MotionField:
     """The exhaustive search as one whole-frame shift per vector in torch (CUDA; the CPU kernel's reference)."""
+    cur, ref = cur.contiguous(), ref.contiguous()
     _, h, w = cur.shape
     by, bx, r = h // BLOCK, w // BLOCK, radius
     dev = cur.device
@@ -525,6 +531,7 @@ def fast_search_torch(
     anchor_above: float | None = None,
 ) -> MotionField:
     """The fast search as batched torch ops over all blocks (CUDA; the reference of the CPU kernel)."""
+    cur, ref = cur.contiguous(), ref.contiguous()  # its block views need contiguous planes
     _, h, w = cur.shape
     by, bx = h // BLOCK, w // BLOCK
     dev = cur.device

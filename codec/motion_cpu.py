@@ -849,7 +849,11 @@ def exhaustive_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: in
 
 
 def _rows(frame: torch.Tensor) -> np.ndarray:
-    """A (3, H, W) uint8 tensor as the (H, 3W) interleaved array the kernels read."""
+    """A (3, H, W) uint8 tensor as the (H, 3W) interleaved array the kernels read: a view when
+    the tensor is one of an (H, W, 3) image (``motion.as_tensor(..., contiguous=False)``)."""
+    hwc = frame.permute(1, 2, 0)
+    if hwc.is_contiguous():
+        return hwc.numpy().reshape(frame.shape[1], -1)
     return _interleave(frame.contiguous().numpy())
 
 

@@ -89,5 +89,32 @@ def test_the_gop_coder_hands_on_the_frame_it_converted():
     rng = np.random.default_rng(0)
     for i in range(2):
         image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        encoder.push(SampledFrame.from_array(image, i, i / 2))
+        frame = SampledFrame.from_array(image, i, i / 2)
+        encoder.push(frame)
         assert torch.equal(encoder.current, torch.from_numpy(image).permute(2, 0, 1))
+        assert np.shares_memory(encoder.current.numpy(), frame.image)  # on the CPU a view, not a copy
+
+
+def test_a_live_caller_may_reuse_one_buffer_for_every_frame():
+    # The GOP coder keeps each frame's image as the next reference; from_array copies the
+    # caller's buffer, so refilling it cannot change the reference under the coder.
+    import numpy as np
+    import torch
+
+    from videomemory.codec.config import CodecConfig
+    from videomemory.codec.decode import SampledFrame
+    from videomemory.codec.gop import GopEncoder
+
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    images = [np.roll(base, 3 * i, axis=1) for i in range(4)]
+    config = CodecConfig(grid=Grid(64, 64))
+    fresh, reused = GopEncoder(config, "cpu"), GopEncoder(config, "cpu")
+    buffer = np.empty_like(base)
+    for i, image in enumerate(images):
+        buffer[:] = image
+        a = fresh.push(SampledFrame.from_array(image.copy(), i, i / 2))
+        b = reused.push(SampledFrame.from_array(buffer, i, i / 2))
+        assert a.summary() == b.summary()
+        if i:
+            assert a.motion.pcost > 0 and torch.equal(a.motion.vectors, b.motion.vectors)

@@ -68,6 +68,21 @@ def test_fast_kernel_equals_the_torch_search(photo, dy, dx, h, w, radius):
                     fast_search_torch(cur, ref, radius, LAM, anchor_above=above))
 
 
+def test_frames_that_are_views_of_an_image_give_the_same_fields_without_a_copy(photo):
+    """The GOP coder hands the search (3, H, W) views of (H, W, 3) images (no copy): the kernels
+    read their memory as it is, and the torch search (whose block views need contiguous planes)
+    gives the same field as on contiguous frames."""
+    cur, ref = pair(photo, 6, -9, 96, 128)
+    cur_v, ref_v = (as_tensor(t.permute(1, 2, 0).contiguous().numpy(), contiguous=False) for t in (cur, ref))
+    assert not cur_v.is_contiguous() and torch.equal(cur_v, cur)
+    rows = motion_cpu._rows(cur_v)
+    assert np.shares_memory(rows, cur_v.numpy()) and np.array_equal(rows, motion_cpu._rows(cur))
+    field = fast_search_torch(cur, ref, 24, LAM)
+    assert_same(motion_cpu.fast_search(cur_v, ref_v, 24, LAM), field)
+    assert_same(fast_search_torch(cur_v, ref_v, 24, LAM), field)
+    assert_same(exhaustive_search(cur_v, ref_v, 8, LAM), exhaustive_search_torch(cur_v, ref_v, 8, LAM))
+
+
 @pytest.mark.parametrize("keep", [1, 2, 3])
 def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
     """One refinement step alone, level by level, against torch.topk (the final fields would hide
