@@ -67,3 +67,14 @@ def test_encode_names_each_gops_content_class_and_hybrid_flag(tmp_path, monkeypa
     header = next(line for line in table.stdout.splitlines() if "GOP len" in line)
     assert "class" in header and "flat" in header
     assert gops[0]["content_class"] in table.stdout
+
+
+def test_synth_writes_the_video_and_its_ground_truth_with_cuts_on_its_own_frames(tmp_path):
+    # Shot boundaries fall on the frame times of the rate asked for (5 s in four shots at 25 fps:
+    # 1.24 s, 2.48 s, 3.76 s), so each cut is where a shot starts, not the next frame after it.
+    path = tmp_path / "cuts.mp4"
+    result = runner.invoke(app, ["synth", "cuts", str(path), "--size", "96x64", "--duration", "5", "--fps", "25"])
+    assert result.exit_code == 0, result.output
+    truth = json.loads(path.with_suffix(".json").read_text())
+    assert truth["cuts_s"] == [1.24, 2.48, 3.76]
+    assert path.stat().st_size > 0

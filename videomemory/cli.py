@@ -261,7 +261,7 @@ def synth(
 
     w, h = (int(v) for v in size.lower().split("x"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    truth = s.write_video(path, s.preset(preset, (w, h), duration, seed), (w, h), fps, vfr=vfr, seed=seed)
+    truth = s.write_preset(preset, path, (w, h), duration, fps, vfr=vfr, seed=seed)
     path.with_suffix(".json").write_text(json.dumps(truth.to_dict(), indent=1))
     out.print(f"wrote {path} ({w}x{h}, {duration:g} s, cuts at {', '.join(f'{c:g}' for c in truth.cuts_s) or 'none'} s)")
 
