@@ -216,9 +216,27 @@ def stream_packets(source: str | os.PathLike[str]) -> Iterator[tuple[bytes, byte
 def _to_rgb(frame: av.VideoFrame, grid: Grid | None) -> np.ndarray:
     """RGB pixels of a decoded frame, resized to the grid (area filter down, bicubic up)."""
     if grid is None or (frame.width, frame.height) == (grid.width, grid.height):
-        return frame.to_ndarray(format="rgb24")
+        return _full_chroma(frame).to_ndarray(format="rgb24")
     down = grid.width * grid.height <= frame.width * frame.height
     return frame.to_ndarray(width=grid.width, height=grid.height, format="rgb24", interpolation="AREA" if down else "BICUBIC")
+
+
+def _full_chroma(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame with its chroma interpolated to full resolution (bilinear), if it was subsampled.
+
+    Without a resize, swscale converts 4:2:0 to RGB by repeating each chroma sample over 2x2
+    pixels. Content that moved an odd number of pixels then carries its colour edges one pixel off
+    between frames, and the RGB block cost prefers a wrong vector next to the true one. On a
+    generated 640x480 pan at odd speeds (variable frame rate), 18 of 59 frames had under 95% of
+    their interior blocks on the pan (the worst 77.2%); interpolated, none did (the worst 96.5%),
+    and the residual fell from 1.15 to 0.81 per value.
+    """
+    fmt = frame.format
+    if all(c.width == frame.width and c.height == frame.height for c in fmt.components):
+        return frame
+    deep = max(c.bits for c in fmt.components) > 8
+    full = "yuv444p16le" if deep else "yuvj444p" if fmt.name.startswith("yuvj") else "yuv444p"
+    return frame.reformat(format=full, interpolation="BILINEAR")
 
 
 def _frame_time(frame: av.VideoFrame, index: int, fallback_rate: Fraction | None) -> Fraction | None:
@@ -396,7 +414,7 @@ def frame_at(source: str | os.PathLike[str], time_s: float) -> np.ndarray:
             raise InvalidVideo(name, f"cannot decode the frame at {time_s:.3f} s ({_ffmpeg_reason(e)})", _HINT_REENCODE) from e
         if shown is None:
             raise InvalidVideo(name, f"no frame at {time_s:.3f} s", _HINT_REENCODE)
-        return shown.to_ndarray(format="rgb24")
+        return _to_rgb(shown, None)
 
 
 def frame_duration(frame: av.VideoFrame, rate: Fraction | None) -> Fraction:
