@@ -109,10 +109,10 @@ class GopConfig:
     # gamma per 16x16 block, in the units of the block cost (SAD over 768 RGB values + lam|d|_1),
     # so the same value works at any grid size. Chosen with bench/calibrate_gamma.py at 512x512
     # (README, "gamma"): predictable content (static, pans and objects inside the +-64 px window,
-    # the shots between cuts) stays below 1,900 per block, hard cuts stay above 23,000. 8,000 sits
-    # about 4x above the first and 3x below the second. Motion beyond the window (10,000-16,500)
+    # the shots between cuts) stays below 2,400 per block, hard cuts stay above 16,800. 8,000 sits
+    # 3.4x above the first and 2.1x below the second. Motion beyond the window (up to 15,500)
     # and fades start anchors: their prediction really fails. PAPER's median of 8 P-frames per
-    # GOP gives about 10,000 on the same corpus, close to this value.
+    # GOP gives about 9,400 on the same corpus, close to this value.
     gamma_per_block: float = 8000.0
     k_max: int = 16
 
