@@ -203,18 +203,18 @@ def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(flat_pan):
 
 
 def test_ambiguous_blocks_get_the_exhaustive_optimum(flat_pan):
-    """A block whose texture is at most 3x its cost (the flat sky, content entering at the edge)
-    gets the exhaustive optimum, vector and cost. The search picks them by their cost before the
-    exact stage, which only lowers a cost, so every block that is ambiguous by its final cost was
-    picked."""
-    from videomemory.codec.motion import texture
+    """A block whose texture is at most _AMBIGUOUS (4) times its cost (the flat sky, content
+    entering at the edge) gets the exhaustive optimum, vector and cost. The search picks them by
+    their cost before the exact stage, which only lowers a cost, so every block that is ambiguous
+    by its final cost was picked."""
+    from videomemory.codec.motion import _AMBIGUOUS, texture
 
     checked = flat = 0
     for cur, ref in zip(flat_pan[1:], flat_pan):
         ex = exhaustive_search(cur, ref, 64, LAM)
         fa = fast_search(cur, ref, 64, LAM)
         cost = fa.cost.reshape(-1)
-        amb = (texture(cur) <= 3 * cost) & (cost > 0)
+        amb = (texture(cur) <= _AMBIGUOUS * cost) & (cost > 0)
         assert torch.equal(cost[amb], ex.cost.reshape(-1)[amb])
         assert torch.equal(fa.vectors.reshape(-1, 2)[amb], ex.vectors.reshape(-1, 2)[amb])
         checked += int(amb.sum())

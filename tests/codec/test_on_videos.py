@@ -137,6 +137,30 @@ def test_a_pan_by_odd_pixels_gives_the_pan_vector_through_4_2_0_chroma(tmp_path)
     assert min(shares) >= 0.95, [f"{s:.1%}" for s in shares]
 
 
+@pytest.mark.parametrize(("photo", "zoom"), [("coffee", 0.25), ("chelsea", 0.15)])
+def test_a_zoom_keeps_99pct_of_its_blocks_within_1pct_of_the_optimum(tmp_path, photo, zoom):
+    """In a zoom no block translates: most blocks' best vector is a partial match, and the exact
+    stage decides them. Every pair the anchor rule predicts, every block. Measured: coffee 98.68%
+    when only blocks with texture <= 3x their cost were ambiguous, 99.79% at 4x; chelsea 99.88%
+    and 100%."""
+    from videomemory.codec.config import GopConfig
+
+    shot = synth.Shot(10.0, photo, zoom=zoom)  # 25% (15%) larger every second, about the centre
+    truth = synth.write_video(tmp_path / "zoom.mp4", [shot], SIZE, SRC_FPS)
+    frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=CONFIG.fps, grid=CONFIG.grid)]
+    gamma = GopConfig().gamma_per_block
+    within = total = pairs = 0
+    for cur, ref in zip(frames[1:], frames):
+        fast = estimate_motion(cur, ref, MotionConfig(), anchor_above=gamma)
+        if fast.pcost / fast.n_blocks > gamma:
+            continue  # an anchor: only its pcost counts
+        full = estimate_motion(cur, ref, MotionConfig(method="exhaustive"))
+        ok = fast.cost <= full.cost * 1.01
+        within, total, pairs = within + int(ok.sum()), total + ok.numel(), pairs + 1
+    assert pairs >= 15
+    assert within / total >= 0.99, f"{within / total:.2%} of {total} blocks within 1%"
+
+
 @pytest.mark.parametrize("name", ["pan", "fast_pan", "objects", "mixed", "fade"])
 def test_fast_search_against_the_exhaustive_optimum_on_generated_video(videos, name):
     """Measured on this 256x256 grid (the goal, >= 99% of all blocks, is asserted at 512x512 for
