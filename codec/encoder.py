@@ -40,6 +40,14 @@ class EncodedFrame:
     data: bytes = field(default=b"", repr=False)  # the stored code: anchor image bytes or serialised P-code
 
 
+IDENTICAL_DB = 99.0  # the PSNR reported for an exact rebuild: JSON, Arrow statistics and people have no infinity
+
+
+def reported_psnr(db: float) -> float:
+    """A PSNR as stored and printed: ``IDENTICAL_DB`` for an exact rebuild (inf), else as it is."""
+    return db if math.isfinite(db) else IDENTICAL_DB
+
+
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Peak signal-to-noise ratio of two uint8 images in dB (inf when identical)."""
     diff = torch.as_tensor(a).to(torch.int64) - torch.as_tensor(b).to(torch.int64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ import numpy as np
 import zstandard
 
 from videomemory.codec.config import CodecConfig, Grid
-from videomemory.codec.encoder import EncodedFrame
+from videomemory.codec.encoder import EncodedFrame, reported_psnr
 from videomemory.codec.gop import I
 from videomemory.codec.residual import AnchorCode, GopCode, PCode
 from videomemory.codec.stats import ContentStats, content_stats
@@ -52,7 +51,7 @@ def frame_row(f: EncodedFrame) -> dict[str, Any]:
         "image_tokens": f.plan.image_tokens,
         "overhead_tokens": f.plan.overhead_tokens,
         "rects": [{"row": r.row, "col": r.col, "rows": r.rows, "cols": r.cols} for r in f.plan.rects],
-        "psnr": f.psnr if math.isfinite(f.psnr) else 99.0,  # identical: cap so JSON stays valid
+        "psnr": reported_psnr(f.psnr),
         "code_format": fmt,
         "code": f.data,
     }

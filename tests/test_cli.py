@@ -12,12 +12,18 @@ from videomemory.cli import app
 runner = CliRunner()
 
 
+def _no_constant(name: str):
+    raise AssertionError(f"{name} is not JSON")
+
+
 def test_encode_json_prints_frames_gops_and_a_summary(tmp_path):
     video = write_counter_video(tmp_path / "c.mp4", 75, 30.0, size=(96, 64))
     result = runner.invoke(app, ["encode", str(video), "--grid", "96x64", "--json"])
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    # Strict JSON (no Infinity or NaN): the counter's first frame is rebuilt exactly, which reads 99 dB.
+    records = [json.loads(line, parse_constant=_no_constant) for line in result.stdout.splitlines() if line.strip()]
     frames = [r for r in records if r["type"] == "frame"]
+    assert frames[0]["psnr_db"] == 99.0 and records[-1]["psnr_min_db"] <= records[-1]["psnr_mean_db"] <= 99.0
     assert [f["sampled_index"] for f in frames] == [0, 1, 2, 3, 4]
     assert [f["pts_ms"] for f in frames] == [0, 500, 1000, 1500, 2000]
     assert [f["source_index"] for f in frames] == [0, 15, 30, 45, 60]

@@ -115,6 +115,7 @@ def _print_gop_table(
     gop_rows: list[dict] = []
     t0 = time.perf_counter()
 
+    from videomemory.codec.encoder import reported_psnr
     from videomemory.codec.stats import content_stats
 
     pending: list[dict] = []  # frame records of the open GOP (its length is known when it closes)
@@ -166,9 +167,10 @@ def _print_gop_table(
 
     for encoded in codes_iter:
         code = encoded.code
-        rec = {"type": "frame", **code.summary(), "tokens": plans.tokens(encoded), "psnr_db": round(encoded.psnr, 2)}
+        db = reported_psnr(encoded.psnr)  # an exact rebuild reads 99 dB, as the store keeps it: JSON has no infinity
+        rec = {"type": "frame", **code.summary(), "tokens": plans.tokens(encoded), "psnr_db": round(db, 2)}
         rec["bytes"] = encoded.nbytes
-        psnrs.append(encoded.psnr)
+        psnrs.append(db)
         stored += encoded.nbytes
         if png is not None and png[1] <= code.pts_ms / 1000.0 <= png[2]:
             from PIL import Image
