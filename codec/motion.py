@@ -47,8 +47,8 @@ _KEEP = 2  # candidates kept per block after each refinement level
 _PROPAGATION_ROUNDS = 2  # rounds of adopting a neighbour's winner
 # A block whose texture (the sum of |differences| between neighbouring pixels inside it, over
 # RGB) is at most this many times its cost is ambiguous, and gets an exact search. At 3 a zoom
-# kept as few as 98.68% of its blocks within 1% of the optimum, under the 99% it must; at 4,
-# 99.79% (README, "Motion search"), for 3-6% more time on the presets with motion.
+# kept as few as 98.62% of its blocks within 1% of the optimum, under the 99% it must; at 4,
+# 99.81% (README, "Motion search"), for 3-6% more time on the presets with motion.
 _AMBIGUOUS = 4
 _SEA_BLOCKS, _SEA_CHUNK = 32, 1 << 16  # blocks, then candidates, per step of the torch exact search (its memory)
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
