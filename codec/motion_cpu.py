@@ -281,8 +281,8 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
         keys[j] = _INF
     for c in range(k):
         cy, cx = centers[c, 0], centers[c, 1]
-        fresh = abs(cy) < limit and abs(cx) < limit
-        if fresh:  # a center seen for the first time: its 9 SADs in one pass over the window
+        inside = abs(cy) < limit and abs(cx) < limit
+        if inside:  # a center with its whole ring in the window: its 9 SADs in one pass over it
             _ring9(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
                    pad + ox - ring_px + cx - 1, s, ring, acc16, acc32)
         for j in range(9):
@@ -290,7 +290,7 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
             if abs(dy) > limit or abs(dx) > limit:
                 continue
             pen = lam * (abs(dy) + abs(dx))
-            if fresh:
+            if inside:
                 sad = ring[j]
             else:
                 # Past the keep-th cost so far it cannot enter: stop summing there. A partial
@@ -629,7 +629,7 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
     h, w = cur.shape[0], cur.shape[1] // 3
     bx = w // BLOCK
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    s4, s8, s16, pen, g, band = scratch
+    s4, s8, s16, pen, g, band = scratch  # pen: lambda|dx| per lane of a tile's row (a lane past the tile never passes)
     s4[:] = 0  # the block's 4x4 sub-block sums, [i, j, c]
     s8[:] = 0  # its 8x8 sub-blocks', and its own (s16)
     s16[:] = 0
@@ -646,7 +646,6 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
         for j in range(2):
             for ch in range(3):
                 s16[0, 0, ch] += s8[i, j, ch]
-    # pen: lambda|dx| per lane of a tile's row; a lane past the tile never passes
     mn16, mx16, mn8, mx8 = ranges
     best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
     ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
