@@ -42,6 +42,11 @@ _INF = np.iinfo(np.int64).max
 _SLACK = 16  # zero columns right of the luma levels: _ring9 reads 16 lanes of rows of 6 or 10
 _TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
 _NEVER = 1 << 28  # a lane's penalty that no bound passes (bounds stay below 2**18)
+# How far past a window's first row (column) of box sums the exact stage of its block reads, beyond
+# 2 * radius: the 4x4 sums start up to 12 px below (right of) its last vector's block, and the
+# 8x8 tile ranges of the tile after the last, and the 16x16 ones through their 8x8 sums, read
+# rows up to 2 * radius + 15 of the 8x8 sums, so up to 2 * radius + 19 of the 4x4 ones.
+_NEEDS = BLOCK + 4
 
 
 def _keep_freed_memory() -> bool:
@@ -451,9 +456,11 @@ def _texture(cur, b):
 
 @numba.njit(**_JIT)
 def _reach(amb, bx, radius, pad, hp, wp):
-    """The rows y0..y1 and columns x0..x1 (exclusive) of the padded reference that the windows of
-    the ambiguous blocks ``amb`` cover: all ``_boxes`` needs. (y0, x0) sit where the first block's
-    window starts, so tiles of vectors stay aligned to it."""
+    """Where the exact stage reads the padded reference, for the ambiguous blocks ``amb``:
+    (y0, y1, x0, x1, spans). Rows y0..y1 and columns x0..x1 (exclusive) bound the windows; (y0, x0)
+    sit where the first block's window starts, so tiles of vectors stay aligned to it. ``spans``
+    (one per band of _TILE rows from y0) are the columns, from x0, that ``_boxes`` computes in
+    that band: those of the windows that cross it, each from its first column to _NEEDS past it."""
     y_min, y_max, x_min, x_max = hp, 0, wp, 0
     for b in range(len(amb)):
         if amb[b]:
@@ -461,112 +468,109 @@ def _reach(amb, bx, radius, pad, hp, wp):
             y_min, y_max, x_min, x_max = min(y_min, oy), max(y_max, oy), min(x_min, ox), max(x_max, ox)
     o = pad - radius  # where the window of the block at (0, 0) starts
     reach = 2 * radius + BLOCK  # a window's rows (and columns), from its first vector's block to its last
-    return o + y_min, min(hp, o + y_max + reach), o + x_min, min(wp, o + x_max + reach)
+    y0, y1, x0, x1 = o + y_min, min(hp, o + y_max + reach), o + x_min, min(wp, o + x_max + reach)
+    need = 2 * radius + _NEEDS
+    spans = np.empty(((y1 - y0 + _TILE - 1) // _TILE, 2), np.int64)
+    spans[:, 0], spans[:, 1] = wp, 0
+    for b in range(len(amb)):
+        if amb[b]:
+            a, c = (b // bx) * BLOCK - y_min, (b % bx) * BLOCK - x_min  # its window's first row and column
+            for k in range(a // _TILE, min(len(spans), (a + need + _TILE - 1) // _TILE)):
+                spans[k, 0], spans[k, 1] = min(spans[k, 0], c), max(spans[k, 1], c + need)
+    return y0, y1, x0, x1, spans
 
 
 @numba.njit(**_JIT)
-def _boxes(refp, y0, y1, x0, x1):
+def _boxes(refp, y0, y1, x0, x1, spans):
     """Sums of every 4x4 and 8x8 window of rows y0..y1, columns x0..x1 of the padded (Hp, 3Wp)
-    reference, per channel, as planes: ``b4[c, y, x]`` sums channel c over rows y0+y..y0+y+3,
-    columns x0+x..x0+x+3. Right of x1 each plane has _LANES + 16 columns of zeros, so
+    reference, per channel, as planes, and their ranges over tiles of vectors, in one pass down
+    the rows. ``b4[c, y, x]`` sums channel c over rows y0+y..y0+y+3, columns x0+x..x0+x+3; only
+    the columns ``spans`` names in each band of _TILE rows are computed (the rest is left as it
+    was allocated: no window reads it). Right of x1 the planes sum zeros, _LANES + 16 columns, so
     ``_exact_block`` reads _LANES windows at a time anywhere. 16 bits (8x8: at most 16,320), half
-    the memory of 32 to stream. (The 16x16 sums only feed their tile ranges: ``_ranges_doubled``.)"""
+    the memory of 32 to stream. The ranges (least and greatest window sum per channel over each
+    tile of _TILE x _TILE window positions, (3, Ty, Tx), of the 16x16 sums and of the 8x8 ones)
+    are folded in as each row is made, while it is in cache; the 16x16 sums (uint16: at most
+    65,280) are made a row at a time from four 8x8 ones and never stored."""
     hp, wp = y1 - y0, x1 - x0
     width = wp + _LANES + 16
-    plane = np.zeros((3, hp, width), np.int16)
-    for y in range(hp):
-        row = refp[y0 + y, 3 * x0 : 3 * x1]
+    w4, w8 = width - 3, width - 7
+    h8 = hp - 7
+    h16, w16 = h8 - 8, w8 - 8
+    b4 = np.empty((3, hp - 3, w4), np.int16)
+    b8 = np.empty((3, h8, w8), np.int16)
+    v4 = np.zeros(3 * width, np.int16)  # one row of 4 rows summed, RGB interleaved (zeros past x1)
+    h4 = np.empty(3 * w4, np.int16)  # and of 4 of those along the row: 4x4 sums, interleaved
+    s16 = np.empty(w16, np.uint16)
+    t8, t16 = (w8 + _TILE - 1) // _TILE, (w16 + _TILE - 1) // _TILE
+    mn8, mx8 = np.empty((3, (h8 + _TILE - 1) // _TILE, t8), np.int32), np.empty((3, (h8 + _TILE - 1) // _TILE, t8), np.int32)
+    mn16, mx16 = np.empty((3, (h16 + _TILE - 1) // _TILE, t16), np.int32), np.empty((3, (h16 + _TILE - 1) // _TILE, t16), np.int32)
+    # Column-wise least and greatest of a tile row so far; the columns past the sums hold the type's
+    # greatest and least value, which no range takes.
+    lo8, hi8 = np.full((3, t8 * _TILE + _TILE), 32767, np.int16), np.full((3, t8 * _TILE + _TILE), -32768, np.int16)
+    lo16, hi16 = np.full((3, t16 * _TILE + _TILE), 65535, np.uint16), np.zeros((3, t16 * _TILE + _TILE), np.uint16)
+    for y in range(hp - 3):
+        xa, xb = spans[y // _TILE, 0], min(w4, spans[y // _TILE, 1])
+        if xa < xb:  # (the loops index views from xa: an index from 0 needs no wraparound test, so they vectorise)
+            r0, r1 = refp[y0 + y, 3 * (x0 + xa) : 3 * x1], refp[y0 + y + 1, 3 * (x0 + xa) : 3 * x1]
+            r2, r3 = refp[y0 + y + 2, 3 * (x0 + xa) : 3 * x1], refp[y0 + y + 3, 3 * (x0 + xa) : 3 * x1]
+            v, h = v4[3 * xa :], h4[3 * xa :]
+            for j in range(min(3 * wp, 3 * xb + 9) - 3 * xa):
+                v[j] = np.int16(r0[j]) + np.int16(r1[j]) + np.int16(r2[j]) + np.int16(r3[j])
+            for j in range(3 * (xb - xa)):  # contiguous in the interleaved row, so it vectorises
+                h[j] = v[j] + v[j + 3] + v[j + 6] + v[j + 9]
+            o0, o1, o2 = b4[0, y, xa:], b4[1, y, xa:], b4[2, y, xa:]
+            for x in range(xb - xa):
+                o0[x], o1[x], o2[x] = h[3 * x], h[3 * x + 1], h[3 * x + 2]
+        yy = y - 4  # the 8x8 row that this 4x4 row completes
+        if yy < 0:
+            continue
+        xa, xb = spans[yy // _TILE, 0], min(w8, spans[yy // _TILE, 1])
+        r = yy - 8  # the 16x16 row that 8x8 rows r and yy make
+        xa16, xb16 = (spans[r // _TILE, 0], min(w16, spans[r // _TILE, 1])) if r >= 0 else (0, 0)
         for ch in range(3):
-            o = plane[ch, y]
-            for x in range(wp):
-                o[x] = row[3 * x + ch]
-    r4 = np.empty((hp, width - 3), np.int16)  # 4 px along a row, then 4 such rows
-    b4 = np.empty((3, hp - 3, width - 3), np.int16)
-    for ch in range(3):
-        p = plane[ch]
-        for y in range(hp):
-            a, o = p[y], r4[y]
-            for x in range(width - 3):
-                o[x] = a[x] + a[x + 1] + a[x + 2] + a[x + 3]
-        for y in range(hp - 3):
-            a0, a1, a2, a3, o = r4[y], r4[y + 1], r4[y + 2], r4[y + 3], b4[ch, y]
-            for x in range(width - 3):
-                o[x] = a0[x] + a1[x] + a2[x] + a3[x]
-    b8 = np.empty((3, hp - 7, width - 7), np.int16)
-    for ch in range(3):
-        for y in range(hp - 7):
-            a0, a1, o = b4[ch, y], b4[ch, y + 4], b8[ch, y]
-            for x in range(width - 7):
-                o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
-    return b4, b8
-
-
-@numba.njit(**_JIT)
-def _ranges(box):
-    """Least and greatest window sum per channel of ``box`` (``_boxes``' planes) over tiles of
-    _TILE x _TILE window positions -> (3, Ty, Tx) each."""
-    _, hp, wp = box.shape
-    mn, mx, lo, hi = _range_buffers(hp, wp, box.dtype)
-    for ch in range(3):
-        for k in range(mn.shape[1]):
-            for y in range(k * _TILE, min(hp, k * _TILE + _TILE)):
-                _range_row(lo, hi, box[ch, y], y == k * _TILE)
-            _range_tiles(lo, hi, mn[ch, k], mx[ch, k])
-    return mn, mx
-
-
-@numba.njit(**_JIT)
-def _ranges_doubled(box):
-    """``_ranges`` of the 16x16 windows from ``box``, the 8x8 sums: each sums four of them, computed
-    row by row here (uint16: at most 65,280) and never stored, which saves writing and reading
-    back a frame of them."""
-    s = 8  # a constant: its reads vectorise
-    _, hp, wp = box.shape
-    hp, wp = hp - s, wp - s
-    mn, mx, lo, hi = _range_buffers(hp, wp, np.uint16)
-    row = np.empty(wp, np.uint16)
-    for ch in range(3):
-        for k in range(mn.shape[1]):
-            for y in range(k * _TILE, min(hp, k * _TILE + _TILE)):
-                a0, a1 = box[ch, y], box[ch, y + s]
-                for j in range(wp):
-                    row[j] = np.uint16(a0[j]) + np.uint16(a0[j + s]) + np.uint16(a1[j]) + np.uint16(a1[j + s])
-                _range_row(lo, hi, row, y == k * _TILE)
-            _range_tiles(lo, hi, mn[ch, k], mx[ch, k])
-    return mn, mx
-
-
-@numba.njit(**_JIT)
-def _range_buffers(hp, wp, dtype):
-    """The (3, Ty, Tx) ranges of ``_ranges`` for hp x wp windows, and two rows of ``dtype``."""
-    ty, tx = (hp + _TILE - 1) // _TILE, (wp + _TILE - 1) // _TILE
-    return np.empty((3, ty, tx), np.int32), np.empty((3, ty, tx), np.int32), np.empty(wp, dtype), np.empty(wp, dtype)
+            if xa < xb:
+                a0, a1, o = b4[ch, yy, xa:], b4[ch, y, xa:], b8[ch, yy, xa:]
+                for x in range(xb - xa):
+                    o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
+                _fold(lo8[ch, xa:], hi8[ch, xa:], o, xb - xa, yy % _TILE == 0)
+                if yy % _TILE == _TILE - 1 or yy == h8 - 1:
+                    _tiles(lo8[ch, xa:], hi8[ch, xa:], xb - xa, mn8[ch, yy // _TILE, xa // _TILE :], mx8[ch, yy // _TILE, xa // _TILE :])
+            if xa16 < xb16:
+                c0, c1 = b8[ch, r, xa16:], b8[ch, yy, xa16:]
+                for j in range(xb16 - xa16):
+                    s16[j] = np.uint16(c0[j]) + np.uint16(c0[j + 8]) + np.uint16(c1[j]) + np.uint16(c1[j + 8])
+                _fold(lo16[ch, xa16:], hi16[ch, xa16:], s16, xb16 - xa16, r % _TILE == 0)
+                if r % _TILE == _TILE - 1 or r == h16 - 1:
+                    _tiles(lo16[ch, xa16:], hi16[ch, xa16:], xb16 - xa16, mn16[ch, r // _TILE, xa16 // _TILE :], mx16[ch, r // _TILE, xa16 // _TILE :])
+    return b4, b8, (mn16, mx16, mn8, mx8)
 
 
 @numba.njit(inline="always", **_JIT)
-def _range_row(lo, hi, row, first):
-    """Fold one row of window sums into the column-wise least ``lo`` and greatest ``hi`` (the
-    windows' own type: min and max stay in it, so they vectorise); ``first`` starts them."""
+def _fold(lo, hi, row, n, first):
+    """Fold n columns of one row of window sums into the column-wise least ``lo`` and greatest
+    ``hi`` (the windows' own type: min and max stay in it, so they vectorise); ``first`` starts them."""
     if first:
-        for j in range(len(lo)):
+        for j in range(n):
             lo[j], hi[j] = row[j], row[j]
     else:
-        for j in range(len(lo)):
+        for j in range(n):
             lo[j] = min(lo[j], row[j])
             hi[j] = max(hi[j], row[j])
 
 
 @numba.njit(inline="always", **_JIT)
-def _range_tiles(lo, hi, mn, mx):
-    """Reduce a tile row's column-wise ranges to one per tile of _TILE columns -> ``mn``, ``mx``."""
-    wp = len(lo)
-    for q in range(len(mn)):
-        xa = q * _TILE
-        lo_, hi_ = lo[xa], hi[xa]
-        for x in range(xa + 1, min(wp, xa + _TILE)):
-            lo_ = min(lo_, lo[x])
-            hi_ = max(hi_, hi[x])
-        mn[q], mx[q] = lo_, hi_
+def _tiles(lo, hi, n, mn, mx):
+    """Reduce a tile row's column-wise ranges (n columns from a tile's first) to one per tile of
+    _TILE columns -> ``mn``, ``mx``: three passes of the least (greatest) of two columns 1, 2 and 4
+    apart leave each column with that of the _TILE from it, in vector lanes. A tile that n cuts
+    gets columns past it too (no window reads it)."""
+    for s in (1, 2, 4):
+        for x in range(n):
+            lo[x] = min(lo[x], lo[x + s])
+            hi[x] = max(hi[x], hi[x + s])
+    for q in range((n + _TILE - 1) // _TILE):
+        mn[q], mx[q] = lo[q * _TILE], hi[q * _TILE]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -580,7 +584,7 @@ def _gap(v, lo, hi):
 def _tile_gap(sums, mn, mx, ty, tx, n):
     """A lower bound of the SAD of every vector of tile (ty, tx): per sub-block of the block (n x n
     of them, _TILE px apart) and channel, the distance from its sum to the range of the window
-    sums its reference windows have over the tile (``_ranges``)."""
+    sums its reference windows have over the tile (``_boxes``' ranges)."""
     t = 0
     for i in range(n):
         for j in range(n):
@@ -618,8 +622,8 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
 
     Vectors go tile by tile (_TILE x _TILE of them); a tile, then a vector, is passed over once a
     lower bound of its cost exceeds the best cost so far: lambda|d| with the sums of the whole
-    block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``:
-    ``_ranges`` of the 16x16 and the 8x8 sums), then its four 8x8 and its sixteen 4x4
+    block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``,
+    from ``_boxes``: of the 16x16 and the 8x8 sums), then its four 8x8 and its sixteen 4x4
     sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at once
     (in SIMD lanes); the vectors left get an exact SAD, band of 4 rows by band, which stops
     once the bands summed plus the others' 4x4 bound pass the best. Vectors further out than the
@@ -771,9 +775,8 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             if active[b]:
                 amb[b] = _texture(cur, b) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
     if amb.any():
-        y0, y1, x0, x1 = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
-        b4, b8 = _boxes(refp, y0, y1, x0, x1)
-        ranges = _ranges_doubled(b8) + _ranges(b8)
+        y0, y1, x0, x1, spans = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
+        b4, b8, ranges = _boxes(refp, y0, y1, x0, x1, spans)
         exact_scratch = (np.empty((4, 4, 3), np.int32), np.empty((2, 2, 3), np.int32), np.empty((1, 1, 3), np.int32),
                          np.empty(_LANES, np.int32), np.empty(_LANES, np.int32), np.empty((4, _LANES), np.int32))
         for b in range(nb):

@@ -112,6 +112,55 @@ def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
             assert out[:keep].tolist() == want[b].tolist(), (level, b)
 
 
+def _plain_boxes(refp: np.ndarray, y0: int, y1: int, x0: int, x1: int):
+    """The exact stage's box sums and tile ranges the plain way (numpy, every position): 4x4 and
+    8x8 sums per channel of the padded reference's rows y0..y1, columns x0..x1 (zeros right of it),
+    and the least and greatest 16x16 and 8x8 sum over each tile of 8 x 8 positions."""
+    hp, wp = y1 - y0, x1 - x0
+    width = wp + motion_cpu._LANES + 16
+    plane = np.zeros((3, hp, width), np.int64)
+    plane[:, :, :wp] = refp[y0:y1, 3 * x0 : 3 * x1].reshape(hp, wp, 3).transpose(2, 0, 1)
+
+    def sums(a: np.ndarray, n: int) -> np.ndarray:
+        return np.lib.stride_tricks.sliding_window_view(a, (n, n), axis=(1, 2)).sum((3, 4))
+
+    def ranges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ty, tx = -(-a.shape[1] // 8), -(-a.shape[2] // 8)
+        e = np.pad(a, ((0, 0), (0, 8 * ty - a.shape[1]), (0, 8 * tx - a.shape[2])), mode="edge").reshape(3, ty, 8, tx, 8)
+        return e.min((2, 4)), e.max((2, 4))
+
+    b4, b8 = sums(plane, 4), sums(plane, 8)
+    return b4, b8, ranges(sums(plane, 16)[:, : b8.shape[1] - 8, : b8.shape[2] - 8]) + ranges(b8)
+
+
+@pytest.mark.parametrize("radius", [64, 21])
+def test_box_sums_and_tile_ranges_are_right_wherever_the_exact_stage_reads_them(photo, radius):
+    """``_boxes`` makes only the bands and columns that the ambiguous blocks' windows reach. For
+    a scattered few (corners, an edge, the middle, two in one row far apart), every sum and range
+    their vectors' bounds read (a window of 2r + 1 vector positions, plus the 4x4 sums' 12 px and
+    the 8x8 tile ranges' tile after the last) equals the plain one."""
+    by, bx = 12, 16
+    ref = motion_cpu._rows(pair(photo, 0, 0, 16 * by, 16 * bx)[1])
+    pad = radius + 2  # as search pads
+    refp = motion_cpu._pad(ref, pad, 3)
+    amb = np.zeros(by * bx, np.bool_)
+    for y, x in [(0, 0), (by - 1, bx - 1), (5, 7), (2, 1), (2, 14), (9, 0), (11, 6)]:
+        amb[y * bx + x] = True
+    y0, y1, x0, x1, spans = motion_cpu._reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
+    b4, b8, (mn16, mx16, mn8, mx8) = motion_cpu._boxes(refp, y0, y1, x0, x1, spans)
+    p4, p8, (pmn16, pmx16, pmn8, pmx8) = _plain_boxes(refp, y0, y1, x0, x1)
+    y_min, x_min = min(np.flatnonzero(amb) // bx) * 16, min(np.flatnonzero(amb) % bx) * 16
+    n_tiles = (2 * radius + 8) // 8
+    for b in np.flatnonzero(amb):
+        a, c = (b // bx) * 16 - y_min, (b % bx) * 16 - x_min  # its window's first row and column in the sums
+        reads = [(b4, p4, a, c, 2 * radius + 13), (b8, p8, a, c, 2 * radius + 9),
+                 (mn16, pmn16, a // 8, c // 8, n_tiles), (mx16, pmx16, a // 8, c // 8, n_tiles),
+                 (mn8, pmn8, a // 8, c // 8, n_tiles + 1), (mx8, pmx8, a // 8, c // 8, n_tiles + 1)]
+        for k, (arr, plain, r, q, n) in enumerate(reads):
+            region = arr[:, r : r + n, q : q + n]
+            assert region.size and np.array_equal(region, plain[:, r : r + n, q : q + n]), (int(b), k)
+
+
 @pytest.mark.parametrize(("coarse_top", "keep"), [(4, 3), (2, 1)])
 def test_other_candidate_counts_keep_the_identity(photo, monkeypatch, coarse_top, keep):
     """The kernels read the candidate counts at each call; the refinement's top list has a
