@@ -112,6 +112,14 @@ def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
             assert out[:keep].tolist() == want[b].tolist(), (level, b)
 
 
+@pytest.mark.parametrize(("c", "p", "slack"), [(3, 66, 0), (1, 19, 16), (1, 1, 16), (3, 2, 5)])
+def test_pad_replicates_the_edges_and_zeros_the_slack(photo, c, p, slack):
+    x = photo[:37, :53, :c].reshape(37, 53 * c)
+    want = np.pad(photo[:37, :53, :c], ((p, p), (p, p), (0, 0)), mode="edge").reshape(37 + 2 * p, -1)
+    got = motion_cpu._pad(x, p, c, slack)
+    assert np.array_equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
+
+
 def _plain_boxes(refp: np.ndarray, y0: int, y1: int, x0: int, x1: int):
     """The exact stage's box sums and tile ranges the plain way (numpy, every position): 4x4 and
     8x8 sums per channel of the padded reference's rows y0..y1, columns x0..x1 (zeros right of it),
