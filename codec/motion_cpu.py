@@ -513,15 +513,16 @@ def _boxes(refp, y0, y1, x0, x1, spans):
     h4 = np.empty(3 * w4, np.int16)  # and of 4 of those along the row: 4x4 sums, interleaved
     s16 = np.empty(w16, np.uint16)
     t8, t16 = (w8 + _TILE - 1) // _TILE, (w16 + _TILE - 1) // _TILE
-    mn8, mx8 = np.empty((3, (h8 + _TILE - 1) // _TILE, t8), np.int32), np.empty((3, (h8 + _TILE - 1) // _TILE, t8), np.int32)
-    mn16, mx16 = np.empty((3, (h16 + _TILE - 1) // _TILE, t16), np.int32), np.empty((3, (h16 + _TILE - 1) // _TILE, t16), np.int32)
+    shape8, shape16 = (3, (h8 + _TILE - 1) // _TILE, t8), (3, (h16 + _TILE - 1) // _TILE, t16)
+    mn8, mx8, mn16, mx16 = (np.empty(shape8, np.int32), np.empty(shape8, np.int32), np.empty(shape16, np.int32),
+                            np.empty(shape16, np.int32))
     # Column-wise least and greatest of a tile row so far; the columns past the sums hold the type's
     # greatest and least value, which no range takes.
     lo8, hi8 = np.full((3, t8 * _TILE + _TILE), 32767, np.int16), np.full((3, t8 * _TILE + _TILE), -32768, np.int16)
     lo16, hi16 = np.full((3, t16 * _TILE + _TILE), 65535, np.uint16), np.zeros((3, t16 * _TILE + _TILE), np.uint16)
     for y in range(hp - 3):
         xa, xb = spans[y // _TILE, 0], min(w4, spans[y // _TILE, 1])
-        if xa < xb:  # (the loops index views from xa: an index from 0 needs no wraparound test, so they vectorise)
+        if xa < xb:  # (loops index views from xa: an index from 0 needs no wraparound test, so they vectorise)
             r0, r1 = refp[y0 + y, 3 * (x0 + xa) : 3 * x1], refp[y0 + y + 1, 3 * (x0 + xa) : 3 * x1]
             r2, r3 = refp[y0 + y + 2, 3 * (x0 + xa) : 3 * x1], refp[y0 + y + 3, 3 * (x0 + xa) : 3 * x1]
             v, h = v4[3 * xa :], h4[3 * xa :]
@@ -545,14 +546,16 @@ def _boxes(refp, y0, y1, x0, x1, spans):
                     o[x] = a0[x] + a0[x + 4] + a1[x] + a1[x + 4]
                 _fold(lo8[ch, xa:], hi8[ch, xa:], o, xb - xa, yy % _TILE == 0)
                 if yy % _TILE == _TILE - 1 or yy == h8 - 1:
-                    _tiles(lo8[ch, xa:], hi8[ch, xa:], xb - xa, mn8[ch, yy // _TILE, xa // _TILE :], mx8[ch, yy // _TILE, xa // _TILE :])
+                    t = yy // _TILE
+                    _tiles(lo8[ch, xa:], hi8[ch, xa:], xb - xa, mn8[ch, t, xa // _TILE :], mx8[ch, t, xa // _TILE :])
             if xa16 < xb16:
                 c0, c1 = b8[ch, r, xa16:], b8[ch, yy, xa16:]
                 for j in range(xb16 - xa16):
                     s16[j] = np.uint16(c0[j]) + np.uint16(c0[j + 8]) + np.uint16(c1[j]) + np.uint16(c1[j + 8])
                 _fold(lo16[ch, xa16:], hi16[ch, xa16:], s16, xb16 - xa16, r % _TILE == 0)
                 if r % _TILE == _TILE - 1 or r == h16 - 1:
-                    _tiles(lo16[ch, xa16:], hi16[ch, xa16:], xb16 - xa16, mn16[ch, r // _TILE, xa16 // _TILE :], mx16[ch, r // _TILE, xa16 // _TILE :])
+                    t, q = r // _TILE, xa16 // _TILE
+                    _tiles(lo16[ch, xa16:], hi16[ch, xa16:], xb16 - xa16, mn16[ch, t, q:], mx16[ch, t, q:])
     return b4, b8, (mn16, mx16, mn8, mx8)
 
 
