@@ -87,7 +87,8 @@ def test_frames_that_are_views_of_an_image_give_the_same_fields_without_a_copy(p
 def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
     """One refinement step alone, level by level, against torch.topk (the final fields would hide
     a wrong list: the later stages repair most of it). Rings of neighbouring centers share
-    vectors, and some reach past the window's limit."""
+    vectors, some reach past the window's limit, and some centers come twice (their keys are
+    entered again, not costed again), an edge center too (whose SADs stop early)."""
     from videomemory.codec import motion
 
     radius, by, bx = 24, 4, 6
@@ -95,13 +96,17 @@ def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
     levels_cur, _ = motion_cpu._pyramid(cur)
     levels_ref, _ = motion_cpu._pyramid(ref)
     ycp, yrp, lpad, _, _ = motion_cpu._levels(cur, ref, radius)
-    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(144, np.int16), np.empty(144, np.int32))
+    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(144, np.int16), np.empty(144, np.int32),
+               np.empty((4, 9), np.int64))
     rng = np.random.default_rng(keep)
     out = np.zeros((16, 2), np.int64)
     for level in (0, 1, 2):
         scale, ring, limit = 1 << level, 1 if level else 0, radius >> level
         centers = rng.integers(-limit, limit + 1, (by * bx, 4, 2))
         centers[:, 1] = centers[:, 0] + 1
+        centers[1::3, 2] = (limit, -limit)  # at the window's corner: single SADs that stop early
+        centers[::2, 3] = centers[::2, 0]  # a repeat
+        centers[1::4, 3] = centers[1::4, 2]  # a repeat of the corner
         want = motion._refine(torch.from_numpy(levels_cur[level]), torch.from_numpy(levels_ref[level]), scale, ring,
                               4 * scale * scale, LAM, radius, torch.ones(by * bx, dtype=torch.bool),
                               torch.from_numpy(centers), keep)
