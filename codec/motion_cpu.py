@@ -29,7 +29,7 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16n, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16n, le_mask64, lowest_bit, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -182,9 +182,8 @@ def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
 @numba.njit(inline="always", **_JIT)
 def _insert(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
     """Insert (key, vector) into block ``b``'s ascending top list ``keys[b, :n]`` (vectors
-    ``vecs[b]``) if it is among the ``n`` least. Inlined, element by element: the 1/8-level
-    search's lists take 13,000 inserts per 512^2 pair, and a call with row views cost more than
-    the insert. (The refinement's lists of 2 take ``_insert2``.)"""
+    ``vecs[b]``) if it is among the ``n`` least. Inlined, element by element (a call with row
+    views cost more than the insert)."""
     if key >= keys[b, n - 1]:
         return
     j = n - 1
@@ -194,6 +193,23 @@ def _insert(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: in
         j -= 1
     keys[b, j] = key
     vecs[b, j, 0], vecs[b, j, 1] = dy, dx
+
+
+@numba.njit(inline="always", **_JIT)
+def _insert_entering(keys: np.ndarray, vecs: np.ndarray, b: int, n: int, key: int, dy: int, dx: int) -> None:
+    """``_insert`` without branches, for a key the caller expects to enter (the 1/8-level search's
+    13,600 inserts per 512^2 pair): each place takes the one above it, the key or itself, by
+    selects, since where a key lands is not predictable (branching on it took 0.3 ms a pair)."""
+    for j in range(n - 1, 0, -1):
+        up, here = keys[b, j - 1], keys[b, j]
+        moves, lands = key < up, key < here
+        keys[b, j] = up if moves else (key if lands else here)
+        vecs[b, j, 0] = vecs[b, j - 1, 0] if moves else (dy if lands else vecs[b, j, 0])
+        vecs[b, j, 1] = vecs[b, j - 1, 1] if moves else (dx if lands else vecs[b, j, 1])
+    first = key < keys[b, 0]
+    keys[b, 0] = key if first else keys[b, 0]
+    vecs[b, 0, 0] = dy if first else vecs[b, 0, 0]
+    vecs[b, 0, 1] = dx if first else vecs[b, 0, 1]
 
 
 @numba.njit(inline="always", **_JIT)
@@ -235,21 +251,27 @@ def _coarse(cur3, ref3, r, lam, active, top):
     cur3: (H/8, W/8); ref3 padded by r. Block costs sum 2x2 level px, and each block's cost
     sums its 3x3 neighbours (zero outside the frame), as codec.motion._coarse does. A vector's
     costs for all blocks are computed first (in vector lanes), then only the blocks whose list
-    they enter are visited; the nearest vectors go first, so the lists soon hold low costs and
-    few later vectors enter (the lists, ordered by the unique key, do not depend on the order).
+    they enter are visited, found 64 at a time from a mask of vector compares, and inserted
+    without branches (``_insert_entering``); the nearest vectors go first, so the lists
+    soon hold low costs and few later vectors enter (the lists, ordered by the unique key, do not
+    depend on the order).
     """
     h, w = cur3.shape
     by, bx = h // 2, w // 2
     nb = by * bx
+    nq = (nb + 63) // 64  # blocks in words of 64
     keys = np.full((nb, top), _INF, np.int64)
     vecs = np.zeros((nb, top, 2), np.int64)
-    # The cost a vector must not exceed to enter a block's list (-1: inactive, never). Costs sum
-    # 36 level px of at most 65,280: int32.
+    # The cost a vector must not exceed to enter a block's list (-1: inactive, never; so are the
+    # blocks that pad the last word). Costs sum 36 level px of at most 65,280: int32.
     most = np.iinfo(np.int32).max
-    enter = np.where(active, np.int32(most), np.int32(-1))
+    enter = np.full(64 * nq, np.int32(-1))
+    for b in range(nb):
+        if active[b]:
+            enter[b] = most
     blk = np.zeros((by + 2, bx + 2), np.int32)
     rows = np.zeros((by + 2, bx), np.int32)
-    cost = np.empty(nb, np.int32)
+    cost = np.zeros(64 * nq, np.int32)
     t = np.empty(w, np.int32)
     order = _nearest_first(r)
     for i in range(len(order)):
@@ -269,14 +291,13 @@ def _coarse(cur3, ref3, r, lam, active, top):
             r0, r1, r2, o = rows[y], rows[y + 1], rows[y + 2], cost[y * bx : y * bx + bx]
             for x in range(bx):
                 o[x] = r0[x] + r1[x] + r2[x] + pen
-        enters = False
-        for b in range(nb):
-            enters |= cost[b] <= enter[b]
-        if enters:
-            for b in range(nb):
-                if cost[b] <= enter[b]:
-                    _insert(keys, vecs, b, top, _key(cost[b], dy, dx), dy, dx)
-                    enter[b] = min(keys[b, top - 1] >> (3 * _KEY_BITS), most)
+        for q in range(nq):  # the blocks it enters, 64 tests at a time, in order
+            m = le_mask64(cost, 64 * q, enter, 64 * q)
+            while m:
+                b = 64 * q + lowest_bit(m)
+                _insert_entering(keys, vecs, b, top, _key(cost[b], dy, dx), dy, dx)
+                enter[b] = min(keys[b, top - 1] >> (3 * _KEY_BITS), most)
+                m &= m - np.uint64(1)
     return vecs
 
 

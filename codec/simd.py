@@ -11,6 +11,10 @@ does not find them.
   a and b int16, into int16 or int32 ``acc`` (numba widens int16 arithmetic to 64 bits: 4 lanes
   where 16 fit; the caller keeps int16 sums below 2**15). It reads all 16 lanes of ``a`` and
   ``b``, so their arrays need that slack.
+* ``le_mask64(a, i, b, j)``: a uint64 whose bit k is ``a[i + k] <= b[j + k]``, k < 64, for int32
+  arrays: one vector compare, its lanes packed to a mask (the plain loop branches on every lane).
+  ``lowest_bit(m)`` is the index of a nonzero mask's lowest set bit (``tzcnt``); with
+  ``m &= m - 1`` a loop visits just the set bits.
 
 When numba checks bounds (``NUMBA_BOUNDSCHECK=1``, as a test runs the kernels), and for
 ``sad16`` on other CPUs, the plain loops stand in: the intrinsics read memory unchecked. Both
@@ -169,6 +173,61 @@ def _absdiff16n_lanes(acc, k, a, i, b, j, n):
     _absdiff16_vector(acc, k, a, i, b, j, n)
 
 
+@intrinsic
+def _le_mask64_vector(typingctx, a, i, b, j):
+    """Bits a[i + k] <= b[j + k], k < 64 (a, b int32, C-contiguous; unchecked) -> uint64."""
+    if not (_contiguous(a, b) and a.dtype == b.dtype == types.int32):
+        return None
+    sig = types.uint64(a, i, b, j)
+
+    def codegen(context, builder, signature, args):
+        v64 = ir.VectorType(ir.IntType(32), 64)
+        x = _load(builder, context, signature.args[0], args[0], args[1], v64)
+        y = _load(builder, context, signature.args[2], args[2], args[3], v64)
+        return builder.bitcast(builder.icmp_signed("<=", x, y), ir.IntType(64))
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _le_mask64_lanes(a, i, b, j):
+    """Bits a[i + k] <= b[j + k], k < 64, from one vector compare."""
+    return _le_mask64_vector(a, i, b, j)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _le_mask64_loop(a, i, b, j):
+    """Bits a[i + k] <= b[j + k], k < 64, as a plain loop."""
+    m = np.uint64(0)
+    for k in range(64):
+        if a[i + k] <= b[j + k]:
+            m |= np.uint64(1) << np.uint64(k)
+    return m
+
+
+@intrinsic
+def _cttz64(typingctx, m):
+    """The index of the lowest set bit of a nonzero uint64 (llvm.cttz)."""
+    if m != types.uint64:
+        return None
+    sig = types.int64(m)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        module = builder.module
+        fn = module.globals.get("llvm.cttz.i64") or ir.Function(
+            module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
+        return builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def lowest_bit(m):
+    """The index of the lowest set bit of a nonzero uint64 mask."""
+    return _cttz64(m)
+
+
 @numba.njit(inline="always", cache=True, nogil=True)
 def _absdiff16n_loop(acc, k, a, i, b, j, n):
     """acc[k + m] += |a[i + m] - b[j + m]| for m < n, as a plain loop that reads all 16 lanes (so
@@ -184,3 +243,4 @@ HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
 absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
 absdiff16n = _absdiff16n_loop if CHECKED else _absdiff16n_lanes
+le_mask64 = _le_mask64_loop if CHECKED else _le_mask64_lanes

@@ -98,6 +98,35 @@ def test_absdiff16n_adds_only_its_first_n_lanes_into_32_bits(n):
     assert _absdiff16ns(simd.absdiff16n, a, b, offsets, n).tolist() == want.tolist()
 
 
+@numba.njit
+def _masks(le_mask, a, b, offsets):
+    out = np.empty(len(offsets), np.uint64)
+    bits = np.full((len(offsets), 64), -1, np.int64)
+    for n in range(len(offsets)):
+        m = le_mask(a, offsets[n, 0], b, offsets[n, 1])
+        out[n] = m
+        k = 0
+        while m:  # the set bits, lowest first
+            bits[n, k] = simd.lowest_bit(m)
+            m &= m - np.uint64(1)
+            k += 1
+    return out, bits
+
+
+def test_le_mask64_packs_64_comparisons_and_lowest_bit_walks_them():
+    rng = np.random.default_rng(4)
+    a = rng.integers(-5, 6, 200).astype(np.int32)
+    b = rng.integers(-5, 6, 200).astype(np.int32)
+    a[136:200], b[136:200] = -(2 ** 31), 2 ** 31 - 1  # every lane (bit 63 too)
+    offsets = np.array([[0, 0], [3, 70], [136, 136], [100, 9]], np.int64)
+    want = [[k for k in range(64) if a[i + k] <= b[j + k]] for i, j in offsets]
+    assert len(want[2]) == 64 and all(0 < len(w) < 64 for w in want[:2])
+    for le_mask in (simd._le_mask64_loop, simd.le_mask64):
+        masks, bits = _masks(le_mask, a, b, offsets)
+        assert [int(m) for m in masks] == [sum(1 << k for k in w) for w in want]
+        assert [[int(k) for k in row if k >= 0] for row in bits] == want
+
+
 def test_the_intrinsics_refuse_strided_arrays():
     # They read flat memory: a strided view must fail to compile, not read the wrong values.
     a = np.arange(64, dtype=np.uint8)
