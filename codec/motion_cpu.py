@@ -29,7 +29,7 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff16n, le_mask64, lowest_bit, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff8n, absdiff16n, le_mask64, lowest_bit, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -365,30 +365,36 @@ def _enter(keys, out, keep, key, dy, dx):
 def _ring9(cur, cy, cx, ref, ry, rx, s, out, acc16, acc32):
     """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
     -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine, in 16 lanes per
-    vector (s of them used; rows are read into the levels' slack). A lane sums s rows of
-    |differences|: at full resolution (s = 16, at most 16 x 1,020) that fits 16 bits, on the
-    smaller levels (rows of 10 or 6 px of sums of 4 or 16 px) it takes 32."""
+    vector, or 8 for rows of up to 8 (s of them used; rows are read into the levels' slack). A
+    lane sums s rows of |differences|: at full resolution (s = 16, at most 16 x 1,020) that fits
+    16 bits, on the smaller levels (rows of 10 or 6 px of sums of 4 or 16 px) it takes 32."""
     if s == BLOCK:
         acc16[:] = 0
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc16)
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc16, 16)
+    elif s <= 8:
+        acc32[:] = 0
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32, 8)
     else:
         acc32[:] = 0
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32)
+        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32, 16)
 
 
 @numba.njit(inline="always", **_JIT)
-def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc):
-    """``_ring9`` into the zeroed lanes ``acc`` (9 x 16)."""
+def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc, lanes):
+    """``_ring9`` into the zeroed ``acc`` (9 x ``lanes``, a constant once inlined)."""
     for u in range(s):
         c = cur[cy + u]
         for a in range(3):
             r = ref[ry + a + u]
             for b in range(3):
-                absdiff16n(acc, 16 * (3 * a + b), c, cx, r, rx + b, s)
+                if lanes == 8:
+                    absdiff8n(acc, 8 * (3 * a + b), c, cx, r, rx + b, s)
+                else:
+                    absdiff16n(acc, 16 * (3 * a + b), c, cx, r, rx + b, s)
     for k in range(9):
         t = 0
-        for v in range(16):
-            t += acc[16 * k + v]
+        for v in range(lanes):
+            t += acc[lanes * k + v]
         out[k] = t
 
 

@@ -10,7 +10,8 @@ does not find them.
 * ``absdiff16n(acc, k, a, i, b, j, n)``: ``acc[k + m] += |a[i + m] - b[j + m]|`` for m < n <= 16,
   a and b int16, into int16 or int32 ``acc`` (numba widens int16 arithmetic to 64 bits: 4 lanes
   where 16 fit; the caller keeps int16 sums below 2**15). It reads all 16 lanes of ``a`` and
-  ``b``, so their arrays need that slack.
+  ``b``, so their arrays need that slack. ``absdiff8n`` is the same in 8 lanes (n <= 8), for rows
+  that fit them: half the work where 16 lanes would carry 10 of zeros.
 * ``le_mask64(a, i, b, j)``: a uint64 whose bit k is ``a[i + k] <= b[j + k]``, k < 64, for int32
   arrays: one vector compare, its lanes packed to a mask (the plain loop branches on every lane).
   ``lowest_bit(m)`` is the index of a nonzero mask's lowest set bit (``tzcnt``); with
@@ -142,29 +143,37 @@ def _absdiff8_loop(g, v, row, i):
         g[k] += abs(v - np.int32(row[i + k]))
 
 
-@intrinsic
-def _absdiff16_vector(typingctx, acc, k, a, i, b, j, n):
-    """acc[k:k+16] += |a[i:i+16] - b[j:j+16]| in lanes < n (a, b int16; acc int16 or int32;
-    reads all 16 lanes of a and b; unchecked)."""
-    if not _contiguous(acc, a, b):
-        return None
-    sig = types.void(acc, k, a, i, b, j, n)
+def _absdiff_n_intrinsic(lanes: int):
+    """The intrinsic acc[k:k+lanes] += |a[i:i+lanes] - b[j:j+lanes]| in lanes < n (a, b int16; acc
+    int16 or int32; reads all ``lanes`` lanes of a and b; unchecked)."""
 
-    def codegen(context, builder, signature, args):
-        ta, _, t1, _, t2, _, _ = signature.args
-        i16, wide = ir.IntType(16), ir.IntType(ta.dtype.bitwidth)
-        v16, vacc = ir.VectorType(i16, 16), ir.VectorType(wide, 16)
-        x = _load(builder, context, t1, args[2], args[3], v16)
-        y = _load(builder, context, t2, args[4], args[5], v16)
-        if wide.width > 16:
-            x, y = builder.sext(x, vacc), builder.sext(y, vacc)
-        d = _abs(builder, builder.sub(x, y))
-        used = builder.icmp_signed("<", ir.Constant(vacc, list(range(16))), _splat(builder, args[6], vacc))
-        d = builder.select(used, d, ir.Constant(vacc, [0] * 16))
-        _accumulate(builder, context, ta, args[0], args[1], d)
-        return context.get_dummy_value()
+    @intrinsic
+    def vector(typingctx, acc, k, a, i, b, j, n):
+        if not _contiguous(acc, a, b):
+            return None
+        sig = types.void(acc, k, a, i, b, j, n)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            ta, _, t1, _, t2, _, _ = signature.args
+            i16, wide = ir.IntType(16), ir.IntType(ta.dtype.bitwidth)
+            v16, vacc = ir.VectorType(i16, lanes), ir.VectorType(wide, lanes)
+            x = _load(builder, context, t1, args[2], args[3], v16)
+            y = _load(builder, context, t2, args[4], args[5], v16)
+            if wide.width > 16:
+                x, y = builder.sext(x, vacc), builder.sext(y, vacc)
+            d = _abs(builder, builder.sub(x, y))
+            used = builder.icmp_signed("<", ir.Constant(vacc, list(range(lanes))), _splat(builder, args[6], vacc))
+            d = builder.select(used, d, ir.Constant(vacc, [0] * lanes))
+            _accumulate(builder, context, ta, args[0], args[1], d)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return vector
+
+
+_absdiff16_vector = _absdiff_n_intrinsic(16)
+_absdiff8n_vector = _absdiff_n_intrinsic(8)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
@@ -238,9 +247,25 @@ def _absdiff16n_loop(acc, k, a, i, b, j, n):
             acc[k + m] += d
 
 
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff8n_lanes(acc, k, a, i, b, j, n):
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < n <= 8 in vector registers (reading 8 lanes)."""
+    _absdiff8n_vector(acc, k, a, i, b, j, n)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _absdiff8n_loop(acc, k, a, i, b, j, n):
+    """acc[k + m] += |a[i + m] - b[j + m]| for m < n <= 8, as a plain loop reading all 8 lanes."""
+    for m in range(8):
+        d = abs(a[i + m] - b[j + m])
+        if m < n:
+            acc[k + m] += d
+
+
 CHECKED = bool(numba.config.BOUNDSCHECK)  # numba checks indices: plain loops, whose indices it sees
 HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
 absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
 absdiff16n = _absdiff16n_loop if CHECKED else _absdiff16n_lanes
+absdiff8n = _absdiff8n_loop if CHECKED else _absdiff8n_lanes
 le_mask64 = _le_mask64_loop if CHECKED else _le_mask64_lanes

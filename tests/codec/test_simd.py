@@ -76,26 +76,27 @@ def test_absdiff16n_accumulates_all_sixteen_lanes_in_int16():
 
 
 @numba.njit
-def _absdiff16ns(absdiff, a, b, offsets, n):
-    acc = np.zeros(16 * len(offsets), np.int32)
+def _absdiffns(absdiff, a, b, offsets, n, lanes):
+    acc = np.zeros(lanes * len(offsets), np.int32)
     for r in range(len(offsets)):
         for _ in range(10):
-            absdiff(acc, 16 * r, a, offsets[r, 0], b, offsets[r, 1], n)
-    return acc.reshape(len(offsets), 16)
+            absdiff(acc, lanes * r, a, offsets[r, 0], b, offsets[r, 1], n)
+    return acc.reshape(len(offsets), lanes)
 
 
-@pytest.mark.parametrize("n", [6, 10, 16])
-def test_absdiff16n_adds_only_its_first_n_lanes_into_32_bits(n):
+@pytest.mark.parametrize(("lanes", "n"), [(16, 6), (16, 10), (16, 16), (8, 6), (8, 8)])
+def test_absdiffn_adds_only_its_first_n_lanes_into_32_bits(lanes, n):
     rng = np.random.default_rng(3)
     a = rng.integers(0, 16321, 80).astype(np.int16)  # luma at 1/4 resolution: sums past 2**15
     b = rng.integers(0, 16321, 80).astype(np.int16)
     a[:16], b[:16] = 16320, 0
     offsets = np.array([[0, 0], [5, 33], [64, 2]], np.int64)
-    want = np.stack([10 * np.abs(a[i:i + 16].astype(int) - b[j:j + 16].astype(int)) for i, j in offsets])
+    want = np.stack([10 * np.abs(a[i:i + lanes].astype(int) - b[j:j + lanes].astype(int)) for i, j in offsets])
     want[:, n:] = 0
     assert want.max() == 10 * 16320
-    assert _absdiff16ns(simd._absdiff16n_loop, a, b, offsets, n).tolist() == want.tolist()
-    assert _absdiff16ns(simd.absdiff16n, a, b, offsets, n).tolist() == want.tolist()
+    loop, vector = (simd._absdiff16n_loop, simd.absdiff16n) if lanes == 16 else (simd._absdiff8n_loop, simd.absdiff8n)
+    assert _absdiffns(loop, a, b, offsets, n, lanes).tolist() == want.tolist()
+    assert _absdiffns(vector, a, b, offsets, n, lanes).tolist() == want.tolist()
 
 
 @numba.njit
