@@ -493,21 +493,23 @@ def _neighbours(b: int, by: int, bx: int) -> tuple[int, int, int, int]:
 @numba.njit(**_BARE)
 def _texture(cur, b):
     """codec.motion.texture of block ``b``: the sum of |differences| between horizontally and
-    vertically neighbouring pixels inside it, over RGB."""
+    vertically neighbouring pixels inside it, over RGB. Each row's 45 horizontal differences (a
+    px's values against the next px's, 3 apart) take three 16-value SADs, at 0, 16 and 29, less
+    the 3 that the last two share; a row's 48 against the row below take three. (Value by value
+    this was 4% of a search.)"""
     bx = cur.shape[1] // (3 * BLOCK)
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    n = 3 * BLOCK
+    i = 3 * ox
     t = 0
     for u in range(BLOCK):
-        row = cur[oy + u, 3 * ox : 3 * ox + n]
-        for v in range(n - 3):
+        row = cur[oy + u]
+        t += sad16(row, i, row, i + 3) + sad16(row, i + 16, row, i + 19) + sad16(row, i + 29, row, i + 32)
+        for v in range(i + 29, i + 32):
             p, q = row[v], row[v + 3]
-            t += np.int32(max(p, q) - min(p, q))
+            t -= np.int32(max(p, q) - min(p, q))
         if u + 1 < BLOCK:
-            below = cur[oy + u + 1, 3 * ox : 3 * ox + n]
-            for v in range(n):
-                p, q = row[v], below[v]
-                t += np.int32(max(p, q) - min(p, q))
+            below = cur[oy + u + 1]
+            t += sad16(row, i, below, i) + sad16(row, i + 16, below, i + 16) + sad16(row, i + 32, below, i + 32)
     return t
 
 

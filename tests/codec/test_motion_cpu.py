@@ -125,6 +125,17 @@ def test_pad_replicates_the_edges_and_zeros_the_slack(photo, c, p, slack):
     assert np.array_equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
 
 
+def test_texture_kernel_equals_the_torch_texture(photo):
+    """The kernel sums a row's differences in overlapping 16-value SADs and takes back what they
+    share; every block, the frame's last column and row too, against codec.motion.texture."""
+    from videomemory.codec.motion import texture
+
+    frame, _ = pair(photo, 3, 5, 80, 112, noise=40)
+    want = texture(frame).reshape(-1).tolist()
+    rows = motion_cpu._rows(frame)
+    assert [motion_cpu._texture(rows, b) for b in range(len(want))] == want
+
+
 def _plain_boxes(refp: np.ndarray, y0: int, y1: int, x0: int, x1: int):
     """The exact stage's box sums and tile ranges the plain way (numpy, every position): 4x4 and
     8x8 sums per channel of the padded reference's rows y0..y1, columns x0..x1 (zeros right of it),
