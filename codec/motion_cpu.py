@@ -824,12 +824,13 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             for sy, sx in ((vy, 0), (0, vx), (hy, hx), (vy, hx), (hy, vx)):
                 cands[j, 0], cands[j, 1] = sy, sx
                 j += 1
-            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, j, best_key[b], vy, vx)
-
-    for b in range(nb):  # walk downhill: exact +-1 steps while a neighbouring vector is better
-        if active[b]:
-            best_key[b], vec[b, 0], vec[b, 1] = _walk(cur, refp, pad, lam, radius, b, best_key[b], vec[b, 0],
-                                                      vec[b, 1], cands)
+            key, ny, nx = _choose(cur, refp, pad, lam, b, cands, j, best_key[b], vy, vx)
+            # Then walk downhill: exact +-1 steps while a neighbouring vector is better. A winner the
+            # polish kept is a local minimum already (its ring was just costed against the same
+            # key, as the walk's first step would cost it), so only a moved one walks.
+            if ny != vy or nx != vx:
+                key, ny, nx = _walk(cur, refp, pad, lam, radius, b, key, ny, nx, cands)
+            best_key[b], vec[b, 0], vec[b, 1] = key, ny, nx
 
     # Ambiguous blocks get the exhaustive optimum (codec.motion._ambiguous picks the same ones).
     amb = np.zeros(nb, np.bool_)
