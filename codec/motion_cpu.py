@@ -29,7 +29,7 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8, absdiff8n, absdiff16n, le_mask64, lowest_bit, sad16
+from videomemory.codec.simd import LANES as _LANES, absdiff8n, absdiff16n, gap4x4, gap8x8, le_mask64, lowest_bit, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -655,29 +655,6 @@ def _tile_gap(sums, mn, mx, ty, tx, n):
     return t
 
 
-@numba.njit(inline="always", **_JIT)  # inlined, so n and size are constants and the loops unroll
-def _lanes_gap(g, sums, box, y, x, n, size):
-    """``g[k]`` += the lower bound of the SAD of the vector whose reference block starts at
-    column x + k, for k < _LANES at once: over the block's n x n sub-blocks of ``size`` px
-    (``sums`` (n, n, 3)) and channels, |the block's sum - the reference window's sum| (``box``:
-    the reference's window sums of that size, read at row ``y``). Returns the least of ``g``."""
-    for i in range(n):
-        _band_gap(g, sums, box, y, x, i, n, size)
-    least = g[0]
-    for k in range(1, _LANES):
-        least = min(least, g[k])
-    return least
-
-
-@numba.njit(inline="always", **_JIT)
-def _band_gap(g, sums, box, y, x, i, n, size):
-    """``_lanes_gap`` of the block's band ``i`` of sub-blocks only (its ``size`` rows)."""
-    for ch in range(3):
-        row = box[ch, y + size * i]
-        for j in range(n):
-            absdiff8(g, sums[i, j, ch], row, x + size * j)
-
-
 @numba.njit(**_BARE)
 def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key, scratch):
     """codec.motion._exact_search for block ``b``: the exhaustive optimum by successive elimination.
@@ -687,7 +664,7 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
     block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``,
     from ``_boxes``: of the 16x16 and the 8x8 sums), then its four 8x8 and its sixteen 4x4
     sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at once
-    (in SIMD lanes); the vectors left get an exact SAD, band of 4 rows by band, which stops
+    (``codec.simd.gap8x8``, ``gap4x4``); the vectors left get an exact SAD, band of 4 rows by band, which stops
     once the bands summed plus the others' 4x4 bound pass the best. Vectors further out than the
     first whose reference block lies wholly in the edge-replicated margin see the same block at a
     higher lambda|d|, and are skipped.
@@ -738,18 +715,11 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
                 y = pad + oy + dy - y0
                 top = best >> (3 * _KEY_BITS)  # the cost to stay within
                 base = lam * abs(dy)
-                for k in range(_LANES):
-                    g[k] = pen[k]  # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
-                if base + _lanes_gap(g, s8, b8, y, x, 2, 8) > top:
+                # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
+                if base + gap8x8(g, pen, s8, b8, y, x) > top:
                     continue
-                band[:] = 0  # the 4x4 bound band by band: a SAD stops on the bound of the bands it has not summed
-                for i in range(4):
-                    _band_gap(band[i], s4, b4, y, x, i, 4, 4)
-                least = _NEVER
-                for k in range(_LANES):
-                    g[k] = pen[k] + band[0, k] + band[1, k] + band[2, k] + band[3, k]
-                    least = min(least, g[k])
-                if base + least > top:
+                # The 4x4 bound band by band: a SAD stops on the bound of the bands it has not summed.
+                if base + gap4x4(g, band, pen, s4, b4, y, x) > top:
                     continue
                 for k in range(dx1 - dx0 + 1):
                     cost = base + pen[k]

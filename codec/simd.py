@@ -4,9 +4,14 @@ does not find them.
 * ``sad16(a, i, b, j)``: the sum of |a[i + k] - b[j + k]| over k < 16, for 1-D uint8 arrays. On
   x86-64 one ``psadbw`` (SSE2, which every x86-64 CPU has); numba compiles the plain loop to
   16-bit lanes at about half the speed.
-* ``absdiff8(g, v, row, i)``: ``g[k] += |v - row[i + k]|`` for k < 8 (g int32, row int16,
-  uint16 or int32), in one 8-lane vector of int32 (LLVM vector IR, any CPU). The plain loop
-  stays scalar: LLVM cannot rule out that ``g`` and ``row`` overlap.
+* ``gap8x8(g, init, sums, box, y, x)`` and ``gap4x4(g, band, init, sums, box, y, x)``: the exact
+  stage's lower bounds for the 8 vectors of a tile's row at once: ``g[k] = init[k] + sum over the
+  block's sub-blocks (i, j) and channels c of |sums[i, j, c] - box[c, y + s*i, x + s*j + k]|``,
+  s = 8 (2 x 2 sub-blocks) or 4 (4 x 4; ``band[i]`` also gets band i's part), returning the least
+  of ``g``. One function of 8-lane int32 vectors (LLVM vector IR, any CPU) that keeps the sums in
+  a register: as calls that each added into ``g`` in memory, every add waited on the last one's
+  store, and the first load on the 8 scalar stores that filled ``g``. The plain loops stay
+  scalar: LLVM cannot rule out that ``g`` and ``box`` overlap.
 * ``absdiff16n(acc, k, a, i, b, j, n)``: ``acc[k + m] += |a[i + m] - b[j + m]|`` for m < n <= 16,
   a and b int16, into int16 or int32 ``acc`` (numba widens int16 arithmetic to 64 bits: 4 lanes
   where 16 fit; the caller keeps int16 sums below 2**15). It reads all 16 lanes of ``a`` and
@@ -30,10 +35,11 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _PSADBW = "llvm.x86.sse2.psad.bw"
-LANES = 8  # lanes of absdiff8
+LANES = 8  # lanes of gap8x8 and gap4x4
 
 
 def _contiguous(*arrays) -> bool:
@@ -109,38 +115,120 @@ def _sad16_loop(a, i, b, j):
     return t
 
 
-@intrinsic
-def _absdiff8_vector(typingctx, g, v, row, i):
-    """g[0:8] += |v - row[i:i+8]| as 8-lane vector ops (g int32, row int16, uint16 or int32; unchecked)."""
-    if not _contiguous(g, row):
-        return None
-    sig = types.void(g, v, row, i)
+def _gap_intrinsic(n: int, size: int, banded: bool):
+    """The intrinsic of ``gap8x8`` (n = 2, size = 8: (g, init, sums, box, y, x)) or ``gap4x4``
+    (n = 4, size = 4, ``banded``: (g, band, init, sums, box, y, x)) -> the least of g, unrolled
+    over the n x n sub-blocks and 3 channels (g, init int32 (8,); band int32 (n, 8); sums int32
+    (n, n, 3); box int16 (3, H, W); all C-contiguous; unchecked)."""
+
+    def typer(g, band, init, sums, box):
+        int32_arrays = all(isinstance(t, types.Array) and t.layout == "C" and t.dtype == types.int32
+                           for t in (g, band, init, sums))
+        return (int32_arrays and isinstance(box, types.Array) and box.layout == "C" and box.ndim == 3
+                and box.dtype == types.int16 and sums.ndim == 3 and g.ndim == init.ndim == 1 and band.ndim == 2)
 
     def codegen(context, builder, signature, args):
-        v8 = ir.VectorType(ir.IntType(32), LANES)
-        row = signature.args[2].dtype
-        r = _load(builder, context, signature.args[2], args[2], args[3],
-                  ir.VectorType(ir.IntType(row.bitwidth), LANES))
-        if row.bitwidth < 32:
-            r = builder.sext(r, v8) if row.signed else builder.zext(r, v8)
-        d = _abs(builder, builder.sub(_splat(builder, args[1], v8), r))
-        _accumulate(builder, context, signature.args[0], args[0], ir.Constant(ir.IntType(64), 0), d)
-        return context.get_dummy_value()
+        if not banded:  # no band: g stands in for it in the argument list
+            signature, args = types.int64(signature.args[0], *signature.args), (args[0], *args)
+        tg, tband, tinit, tsums, tbox, _, _ = signature.args
+        i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+        v8, v8h = ir.VectorType(i32, LANES), ir.VectorType(i16, LANES)
+        boxes = context.make_array(tbox)(context, builder, args[4])
+        stride_c, stride_y, _ = cgutils.unpack_tuple(builder, boxes.strides, 3)
+        base = builder.ptrtoint(boxes.data, i64)
+        sums_data = context.make_array(tsums)(context, builder, args[3]).data
+        y, x = args[5], args[6]
+        total = _load(builder, context, tinit, args[2], ir.Constant(i64, 0), v8)
+        for i in range(n):
+            acc = ir.Constant(v8, [0] * LANES) if banded else total
+            for ch in range(3):
+                row = builder.add(builder.mul(ir.Constant(i64, ch), stride_c),
+                                  builder.mul(builder.add(y, ir.Constant(i64, size * i)), stride_y))
+                for j in range(n):
+                    col = builder.mul(builder.add(x, ir.Constant(i64, size * j)), ir.Constant(i64, 2))
+                    ptr = builder.inttoptr(builder.add(base, builder.add(row, col)), v8h.as_pointer())
+                    v = builder.sext(builder.load(ptr, align=1), v8)
+                    s = builder.load(builder.gep(sums_data, [ir.Constant(i64, (i * n + j) * 3 + ch)]))
+                    acc = builder.add(acc, _abs(builder, builder.sub(_splat(builder, s, v8), v)))
+            if banded:
+                band_data = context.make_array(tband)(context, builder, args[1]).data
+                row_ptr = builder.gep(band_data, [ir.Constant(i64, i * LANES)])
+                builder.store(acc, builder.bitcast(row_ptr, v8.as_pointer()), align=1)
+                total = builder.add(total, acc)
+            else:
+                total = acc
+        g_data = context.make_array(tg)(context, builder, args[0]).data
+        builder.store(total, builder.bitcast(g_data, v8.as_pointer()), align=1)
+        module = builder.module
+        name = "llvm.vector.reduce.smin.v8i32"
+        fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(i32, [v8]), name)
+        return builder.sext(builder.call(fn, [total]), i64)
 
-    return sig, codegen
+    if banded:
+        @intrinsic
+        def gap(typingctx, g, band, init, sums, box, y, x):
+            return (types.int64(g, band, init, sums, box, y, x), codegen) if typer(g, band, init, sums, box) else None
+    else:
+        @intrinsic
+        def gap(typingctx, g, init, sums, box, y, x):
+            return (types.int64(g, init, sums, box, y, x), codegen) if typer(g, g.copy(ndim=2), init, sums, box) else None
+    return gap
+
+
+_gap8x8_vector = _gap_intrinsic(2, 8, banded=False)
+_gap4x4_vector = _gap_intrinsic(4, 4, banded=True)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _absdiff8_lanes(g, v, row, i):
-    """g[k] += |v - row[i + k]| for k < 8 in vector registers."""
-    _absdiff8_vector(g, v, row, i)
+def _gap8x8_lanes(g, init, sums, box, y, x):
+    """``gap8x8`` in vector registers."""
+    return _gap8x8_vector(g, init, sums, box, y, x)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _absdiff8_loop(g, v, row, i):
-    """g[k] += |v - row[i + k]| for k < 8, as a plain loop."""
+def _gap4x4_lanes(g, band, init, sums, box, y, x):
+    """``gap4x4`` in vector registers."""
+    return _gap4x4_vector(g, band, init, sums, box, y, x)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _gap_loop(g, band, init, sums, box, y, x, n, size, banded):
+    """The gaps as plain loops (into ``band`` rows too when ``banded``) -> the least of g."""
     for k in range(LANES):
-        g[k] += abs(v - np.int32(row[i + k]))
+        g[k] = init[k]
+    for i in range(n):
+        for k in range(LANES):
+            if banded:
+                band[i, k] = 0
+        for ch in range(3):
+            row = box[ch, y + size * i]
+            for j in range(n):
+                v = sums[i, j, ch]
+                for k in range(LANES):
+                    d = abs(v - np.int32(row[x + size * j + k]))
+                    if banded:
+                        band[i, k] += d
+                    else:
+                        g[k] += d
+        if banded:
+            for k in range(LANES):
+                g[k] += band[i, k]
+    least = g[0]
+    for k in range(1, LANES):
+        least = min(least, g[k])
+    return least
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _gap8x8_loop(g, init, sums, box, y, x):
+    """``gap8x8`` as plain loops."""
+    return _gap_loop(g, g.reshape((1, LANES)), init, sums, box, y, x, 2, 8, False)
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _gap4x4_loop(g, band, init, sums, box, y, x):
+    """``gap4x4`` as plain loops."""
+    return _gap_loop(g, band, init, sums, box, y, x, 4, 4, True)
 
 
 def _absdiff_n_intrinsic(lanes: int):
@@ -265,7 +353,8 @@ def _absdiff8n_loop(acc, k, a, i, b, j, n):
 CHECKED = bool(numba.config.BOUNDSCHECK)  # numba checks indices: plain loops, whose indices it sees
 HAS_PSADBW = platform.machine().lower() in ("x86_64", "amd64") and not CHECKED
 sad16 = _sad16_psadbw if HAS_PSADBW else _sad16_loop
-absdiff8 = _absdiff8_loop if CHECKED else _absdiff8_lanes
+gap8x8 = _gap8x8_loop if CHECKED else _gap8x8_lanes
+gap4x4 = _gap4x4_loop if CHECKED else _gap4x4_lanes
 absdiff16n = _absdiff16n_loop if CHECKED else _absdiff16n_lanes
 absdiff8n = _absdiff8n_loop if CHECKED else _absdiff8n_lanes
 le_mask64 = _le_mask64_loop if CHECKED else _le_mask64_lanes

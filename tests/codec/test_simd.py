@@ -17,15 +17,6 @@ def _sads(sad, a, b, offsets):
     return out
 
 
-@numba.njit
-def _absdiffs(absdiff, v, row, offsets):
-    g = np.zeros((len(offsets), simd.LANES), np.int32)
-    for n in range(len(offsets)):
-        for _ in range(2):  # accumulates
-            absdiff(g[n], v[n], row, offsets[n])
-    return g
-
-
 def test_sad16_is_the_sum_of_absolute_differences():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, 200, dtype=np.uint8)
@@ -40,18 +31,44 @@ def test_sad16_is_the_sum_of_absolute_differences():
         assert simd.sad16 is simd._sad16_psadbw
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32])
-def test_absdiff8_accumulates_eight_lanes(dtype):
+@numba.njit
+def _gaps(gap8, gap4, init, s8, s4, b8, b4, at):
+    g8 = np.zeros((len(at), simd.LANES), np.int32)
+    g4 = np.zeros((len(at), simd.LANES), np.int32)
+    band = np.zeros((len(at), 4, simd.LANES), np.int32)
+    least = np.zeros((len(at), 2), np.int64)
+    for n in range(len(at)):
+        least[n, 0] = gap8(g8[n], init, s8, b8, at[n, 0], at[n, 1])
+        least[n, 1] = gap4(g4[n], band[n], init, s4, b4, at[n, 0], at[n, 1])
+    return g8, g4, band, least
+
+
+def test_gap8x8_and_gap4x4_sum_every_sub_block_and_channel_in_eight_lanes():
+    """Against numpy, at rows and columns the exact stage uses, with sums and windows at their
+    extremes (16,320 for an 8x8 sum of RGB values) and a penalty that no bound passes."""
     rng = np.random.default_rng(1)
-    hi = np.iinfo(np.int16).max
-    lo = 0 if dtype == np.uint16 else -hi
-    row = rng.integers(lo, 2 * hi if dtype == np.uint16 else hi, 100).astype(dtype)  # uint16 past 2**15 too
-    v = rng.integers(-hi, hi, 6).astype(np.int32)
-    offsets = np.array([0, 1, 5, 40, 91, 92], np.int64)
-    want = np.stack([2 * np.abs(int(x) - row[i:i + 8].astype(np.int64)) for x, i in zip(v, offsets)])
-    assert _absdiffs(simd._absdiff8_loop, v, row, offsets).tolist() == want.tolist()
-    assert _absdiffs(simd.absdiff8, v, row, offsets).tolist() == want.tolist()
-    assert not simd.CHECKED and simd.absdiff8 is simd._absdiff8_lanes
+    b8 = rng.integers(0, 16321, (3, 40, 56)).astype(np.int16)
+    b4 = rng.integers(0, 4081, (3, 44, 60)).astype(np.int16)
+    s8 = rng.integers(0, 16321, (2, 2, 3)).astype(np.int32)
+    s4 = rng.integers(0, 4081, (4, 4, 3)).astype(np.int32)
+    s8[0, 0, 0], b8[0, 0, :8] = 16320, 0
+    init = (np.arange(8) * 7).astype(np.int32)
+    init[7] = 1 << 28
+    at = np.array([[0, 0], [3, 5], [23, 33], [31, 40]], np.int64)  # (31, 40): the last rows and columns both read
+
+    def plain(s, b, n, size, y, x):
+        return np.stack([sum(np.abs(s[i, j, c] - b[c, y + size * i, x + size * j : x + size * j + 8].astype(np.int64))
+                             for j in range(n) for c in range(3)) for i in range(n)])
+
+    for gap8, gap4 in ((simd._gap8x8_loop, simd._gap4x4_loop), (simd.gap8x8, simd.gap4x4)):
+        g8, g4, band, least = _gaps(gap8, gap4, init, s8, s4, b8, b4, at)
+        for n, (y, x) in enumerate(at):
+            want8 = init + plain(s8, b8, 2, 8, y, x).sum(0)
+            want_band = plain(s4, b4, 4, 4, y, x)
+            assert g8[n].tolist() == want8.tolist() and least[n, 0] == want8.min()
+            assert band[n].tolist() == want_band.tolist()
+            assert g4[n].tolist() == (init + want_band.sum(0)).tolist() and least[n, 1] == g4[n].min()
+    assert g8.max() > 16320 and not simd.CHECKED and simd.gap8x8 is simd._gap8x8_lanes
 
 
 @numba.njit
@@ -134,5 +151,7 @@ def test_the_intrinsics_refuse_strided_arrays():
     with pytest.raises(numba.core.errors.TypingError):
         _sads(simd._sad16_psadbw, a[::2], a, np.zeros((1, 2), np.int64))
     with pytest.raises(numba.core.errors.TypingError):
-        strided = np.arange(40, dtype=np.int16)[::2]
-        _absdiffs(simd._absdiff8_lanes, np.zeros(1, np.int32), strided, np.zeros(1, np.int64))
+        strided = np.zeros((3, 40, 80), np.int16)[:, :, ::2]
+        z = np.zeros(8, np.int32)
+        _gaps(simd._gap8x8_lanes, simd._gap4x4_lanes, z, np.zeros((2, 2, 3), np.int32), np.zeros((4, 4, 3), np.int32),
+              strided, strided, np.zeros((1, 2), np.int64))
