@@ -29,7 +29,8 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, absdiff8n, absdiff16n, gap4x4, gap8x8, le_mask64, lowest_bit, sad16
+from videomemory.codec.simd import (LANES as _LANES, absdiff8n, absdiff16n, gap4x4, gap8x8, le_mask64, lowest_bit,
+                                    pair_sums, sad16)
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -664,15 +665,17 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
     block and of its four 8x8 sub-blocks against the tile's ranges of window sums (``ranges``,
     from ``_boxes``: of the 16x16 and the 8x8 sums), then its four 8x8 and its sixteen 4x4
     sub-blocks' sums against the reference's, per channel, for a tile's row of vectors at once
-    (``codec.simd.gap8x8``, ``gap4x4``); the vectors left get an exact SAD, band of 4 rows by band, which stops
-    once the bands summed plus the others' 4x4 bound pass the best. Vectors further out than the
-    first whose reference block lies wholly in the edge-replicated margin see the same block at a
-    higher lambda|d|, and are skipped.
+    (``codec.simd.gap8x8``, ``gap4x4``); the vectors left get an exact SAD, band of 4 rows by band,
+    which stops once the bands summed plus the others' 4x4 bound pass the best. Vectors further out
+    than the first whose reference block lies wholly in the edge-replicated margin see the same
+    block at a higher lambda|d|, and are skipped.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
     bx = w // BLOCK
     oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-    s4, s8, s16, pen, g, band = scratch  # pen: lambda|dx| per lane of a tile's row (a lane past the tile never passes)
+    # pen: lambda|dx| per lane of a tile's row (a lane past the tile never passes); p8, p4: the
+    # 8x8 and 4x4 sums as the bounds read them (codec.simd.pair_sums)
+    s4, s8, s16, pen, g, band, p8, p4 = scratch
     s4[:] = 0  # the block's 4x4 sub-block sums, [i, j, c]
     s8[:] = 0  # its 8x8 sub-blocks', and its own (s16)
     s16[:] = 0
@@ -689,6 +692,8 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
         for j in range(2):
             for ch in range(3):
                 s16[0, 0, ch] += s8[i, j, ch]
+    pair_sums(p8, s8)
+    pair_sums(p4, s4)
     mn16, mx16, mn8, mx8 = ranges
     best, bdy, bdx = best_key[b], vec[b, 0], vec[b, 1]
     ylo, yhi = max(-radius, -oy - BLOCK), min(radius, h - oy)
@@ -716,10 +721,10 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
                 top = best >> (3 * _KEY_BITS)  # the cost to stay within
                 base = lam * abs(dy)
                 # (a row test on the 16x16 sums too costs more than it saves: the tile's passed it)
-                if base + gap8x8(g, pen, s8, b8, y, x) > top:
+                if base + gap8x8(g, pen, p8, b8, y, x) > top:
                     continue
                 # The 4x4 bound band by band: a SAD stops on the bound of the bands it has not summed.
-                if base + gap4x4(g, band, pen, s4, b4, y, x) > top:
+                if base + gap4x4(g, band, pen, p4, b4, y, x) > top:
                     continue
                 for k in range(dx1 - dx0 + 1):
                     cost = base + pen[k]
@@ -812,7 +817,8 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         y0, y1, x0, x1, spans = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
         b4, b8, ranges = _boxes(refp, y0, y1, x0, x1, spans)
         exact_scratch = (np.empty((4, 4, 3), np.int32), np.empty((2, 2, 3), np.int32), np.empty((1, 1, 3), np.int32),
-                         np.empty(_LANES, np.int32), np.empty(_LANES, np.int32), np.empty((4, _LANES), np.int32))
+                         np.empty(_LANES, np.int32), np.empty(_LANES, np.int32), np.empty((4, _LANES), np.int32),
+                         np.empty((2, 3, 1, 2 * _LANES), np.int16), np.empty((4, 3, 2, 2 * _LANES), np.int16))
         for b in range(nb):
             if amb[b]:
                 _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key, exact_scratch)

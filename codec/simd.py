@@ -4,14 +4,16 @@ does not find them.
 * ``sad16(a, i, b, j)``: the sum of |a[i + k] - b[j + k]| over k < 16, for 1-D uint8 arrays. On
   x86-64 one ``psadbw`` (SSE2, which every x86-64 CPU has); numba compiles the plain loop to
   16-bit lanes at about half the speed.
-* ``gap8x8(g, init, sums, box, y, x)`` and ``gap4x4(g, band, init, sums, box, y, x)``: the exact
+* ``gap8x8(g, init, pairs, box, y, x)`` and ``gap4x4(g, band, init, pairs, box, y, x)``: the exact
   stage's lower bounds for the 8 vectors of a tile's row at once: ``g[k] = init[k] + sum over the
   block's sub-blocks (i, j) and channels c of |sums[i, j, c] - box[c, y + s*i, x + s*j + k]|``,
   s = 8 (2 x 2 sub-blocks) or 4 (4 x 4; ``band[i]`` also gets band i's part), returning the least
-  of ``g``. One function of 8-lane int32 vectors (LLVM vector IR, any CPU) that keeps the sums in
-  a register: as calls that each added into ``g`` in memory, every add waited on the last one's
-  store, and the first load on the 8 scalar stores that filled ``g``. The plain loops stay
-  scalar: LLVM cannot rule out that ``g`` and ``box`` overlap.
+  of ``g``; ``pair_sums`` lays the sums out as ``pairs`` once per block. One function (LLVM
+  vector IR, any CPU) that keeps the sums in a register: as calls that each added into ``g`` in
+  memory, every add waited on the last one's store. It works in 16 lanes of 16 bits, two
+  sub-blocks 8 (or 4 + 4) columns apart per row of windows, and widens to 32 bits once per band:
+  half the instructions of 8 lanes of 32 bits. The plain loops stay scalar: LLVM cannot rule out
+  that ``g`` and ``box`` overlap.
 * ``absdiff16n(acc, k, a, i, b, j, n)``: ``acc[k + m] += |a[i + m] - b[j + m]|`` for m < n <= 16,
   a and b int16, into int16 or int32 ``acc`` (numba widens int16 arithmetic to 64 bits: 4 lanes
   where 16 fit; the caller keeps int16 sums below 2**15). It reads all 16 lanes of ``a`` and
@@ -116,47 +118,58 @@ def _sad16_loop(a, i, b, j):
 
 
 def _gap_intrinsic(n: int, size: int, banded: bool):
-    """The intrinsic of ``gap8x8`` (n = 2, size = 8: (g, init, sums, box, y, x)) or ``gap4x4``
-    (n = 4, size = 4, ``banded``: (g, band, init, sums, box, y, x)) -> the least of g, unrolled
-    over the n x n sub-blocks and 3 channels (g, init int32 (8,); band int32 (n, 8); sums int32
-    (n, n, 3); box int16 (3, H, W); all C-contiguous; unchecked)."""
+    """The intrinsic of ``gap8x8`` (n = 2, size = 8: (g, init, pairs, box, y, x)) or ``gap4x4``
+    (n = 4, size = 4, ``banded``: (g, band, init, pairs, box, y, x)) -> the least of g, unrolled
+    over the n x n sub-blocks and 3 channels (g, init int32 (8,); band int32 (n, 8); pairs int16
+    (n, 3, n / 2, 16) from ``pair_sums``; box int16 (3, H, W); all C-contiguous; unchecked).
 
-    def typer(g, band, init, sums, box):
+    Sums and windows lie in [0, size * size * 255], so a difference fits 16 bits and so do the
+    3 * n / 2 of them that add into one 16-lane row before its halves widen to 32 bits (at most
+    48,960 for 8x8, added as unsigned)."""
+    half = n // 2  # 16-bit loads per row and channel: each covers sub-blocks q and q + n / 2
+
+    def typer(g, band, init, pairs, box):
         int32_arrays = all(isinstance(t, types.Array) and t.layout == "C" and t.dtype == types.int32
-                           for t in (g, band, init, sums))
-        return (int32_arrays and isinstance(box, types.Array) and box.layout == "C" and box.ndim == 3
-                and box.dtype == types.int16 and sums.ndim == 3 and g.ndim == init.ndim == 1 and band.ndim == 2)
+                           for t in (g, band, init))
+        int16_arrays = all(isinstance(t, types.Array) and t.layout == "C" and t.dtype == types.int16
+                           for t in (pairs, box))
+        return (int32_arrays and int16_arrays and pairs.ndim == 4 and box.ndim == 3 and g.ndim == init.ndim == 1
+                and band.ndim == 2)
 
     def codegen(context, builder, signature, args):
         if not banded:  # no band: g stands in for it in the argument list
             signature, args = types.int64(signature.args[0], *signature.args), (args[0], *args)
-        tg, tband, tinit, tsums, tbox, _, _ = signature.args
+        tg, tband, tinit, tpairs, tbox, _, _ = signature.args
         i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
-        v8, v8h = ir.VectorType(i32, LANES), ir.VectorType(i16, LANES)
+        v8, v16h = ir.VectorType(i32, LANES), ir.VectorType(i16, 2 * LANES)
         boxes = context.make_array(tbox)(context, builder, args[4])
         stride_c, stride_y, _ = cgutils.unpack_tuple(builder, boxes.strides, 3)
         base = builder.ptrtoint(boxes.data, i64)
-        sums_data = context.make_array(tsums)(context, builder, args[3]).data
         y, x = args[5], args[6]
         total = _load(builder, context, tinit, args[2], ir.Constant(i64, 0), v8)
+        low = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES)))
+        high = ir.Constant(ir.VectorType(i32, LANES), list(range(LANES, 2 * LANES)))
         for i in range(n):
-            acc = ir.Constant(v8, [0] * LANES) if banded else total
+            acc = None
             for ch in range(3):
                 row = builder.add(builder.mul(ir.Constant(i64, ch), stride_c),
                                   builder.mul(builder.add(y, ir.Constant(i64, size * i)), stride_y))
-                for j in range(n):
-                    col = builder.mul(builder.add(x, ir.Constant(i64, size * j)), ir.Constant(i64, 2))
-                    ptr = builder.inttoptr(builder.add(base, builder.add(row, col)), v8h.as_pointer())
-                    v = builder.sext(builder.load(ptr, align=1), v8)
-                    s = builder.load(builder.gep(sums_data, [ir.Constant(i64, (i * n + j) * 3 + ch)]))
-                    acc = builder.add(acc, _abs(builder, builder.sub(_splat(builder, s, v8), v)))
+                for q in range(half):
+                    col = builder.mul(builder.add(x, ir.Constant(i64, size * q)), ir.Constant(i64, 2))
+                    ptr = builder.inttoptr(builder.add(base, builder.add(row, col)), v16h.as_pointer())
+                    v = builder.load(ptr, align=1)
+                    at = ir.Constant(i64, ((i * 3 + ch) * half + q) * 2 * LANES)
+                    s = _load(builder, context, tpairs, args[3], at, v16h)
+                    d = _abs(builder, builder.sub(s, v))
+                    acc = d if acc is None else builder.add(acc, d)
+            undef = ir.Constant(v16h, ir.Undefined)
+            part = builder.add(builder.zext(builder.shuffle_vector(acc, undef, low), v8),
+                               builder.zext(builder.shuffle_vector(acc, undef, high), v8))
             if banded:
                 band_data = context.make_array(tband)(context, builder, args[1]).data
                 row_ptr = builder.gep(band_data, [ir.Constant(i64, i * LANES)])
-                builder.store(acc, builder.bitcast(row_ptr, v8.as_pointer()), align=1)
-                total = builder.add(total, acc)
-            else:
-                total = acc
+                builder.store(part, builder.bitcast(row_ptr, v8.as_pointer()), align=1)
+            total = builder.add(total, part)
         g_data = context.make_array(tg)(context, builder, args[0]).data
         builder.store(total, builder.bitcast(g_data, v8.as_pointer()), align=1)
         module = builder.module
@@ -166,12 +179,12 @@ def _gap_intrinsic(n: int, size: int, banded: bool):
 
     if banded:
         @intrinsic
-        def gap(typingctx, g, band, init, sums, box, y, x):
-            return (types.int64(g, band, init, sums, box, y, x), codegen) if typer(g, band, init, sums, box) else None
+        def gap(typingctx, g, band, init, pairs, box, y, x):
+            return (types.int64(g, band, init, pairs, box, y, x), codegen) if typer(g, band, init, pairs, box) else None
     else:
         @intrinsic
-        def gap(typingctx, g, init, sums, box, y, x):
-            return (types.int64(g, init, sums, box, y, x), codegen) if typer(g, g.copy(ndim=2), init, sums, box) else None
+        def gap(typingctx, g, init, pairs, box, y, x):
+            return (types.int64(g, init, pairs, box, y, x), codegen) if typer(g, g.copy(ndim=2), init, pairs, box) else None
     return gap
 
 
@@ -180,19 +193,33 @@ _gap4x4_vector = _gap_intrinsic(4, 4, banded=True)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _gap8x8_lanes(g, init, sums, box, y, x):
+def _gap8x8_lanes(g, init, pairs, box, y, x):
     """``gap8x8`` in vector registers."""
-    return _gap8x8_vector(g, init, sums, box, y, x)
+    return _gap8x8_vector(g, init, pairs, box, y, x)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _gap4x4_lanes(g, band, init, sums, box, y, x):
+def _gap4x4_lanes(g, band, init, pairs, box, y, x):
     """``gap4x4`` in vector registers."""
-    return _gap4x4_vector(g, band, init, sums, box, y, x)
+    return _gap4x4_vector(g, band, init, pairs, box, y, x)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _gap_loop(g, band, init, sums, box, y, x, n, size, banded):
+def pair_sums(pairs, sums):
+    """Lay a block's n x n sub-block sums (int32 (n, n, 3)) out as ``gap8x8`` and ``gap4x4`` read
+    them: ``pairs[i, c, q]`` (int16 (n, 3, n / 2, 16)) holds sums[i, q, c] in lanes 0-7 and
+    sums[i, q + n / 2, c] in lanes 8-15, the sub-blocks that one 16-lane row of windows meets."""
+    n = sums.shape[0]
+    for i in range(n):
+        for c in range(3):
+            for q in range(n // 2):
+                for k in range(LANES):
+                    pairs[i, c, q, k] = sums[i, q, c]
+                    pairs[i, c, q, LANES + k] = sums[i, q + n // 2, c]
+
+
+@numba.njit(inline="always", cache=True, nogil=True)
+def _gap_loop(g, band, init, pairs, box, y, x, n, size, banded):
     """The gaps as plain loops (into ``band`` rows too when ``banded``) -> the least of g."""
     for k in range(LANES):
         g[k] = init[k]
@@ -203,9 +230,9 @@ def _gap_loop(g, band, init, sums, box, y, x, n, size, banded):
         for ch in range(3):
             row = box[ch, y + size * i]
             for j in range(n):
-                v = sums[i, j, ch]
+                q, h = j % (n // 2), j // (n // 2)
                 for k in range(LANES):
-                    d = abs(v - np.int32(row[x + size * j + k]))
+                    d = abs(np.int32(pairs[i, ch, q, LANES * h + k]) - np.int32(row[x + size * j + k]))
                     if banded:
                         band[i, k] += d
                     else:
@@ -220,15 +247,15 @@ def _gap_loop(g, band, init, sums, box, y, x, n, size, banded):
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _gap8x8_loop(g, init, sums, box, y, x):
+def _gap8x8_loop(g, init, pairs, box, y, x):
     """``gap8x8`` as plain loops."""
-    return _gap_loop(g, g.reshape((1, LANES)), init, sums, box, y, x, 2, 8, False)
+    return _gap_loop(g, g.reshape((1, LANES)), init, pairs, box, y, x, 2, 8, False)
 
 
 @numba.njit(inline="always", cache=True, nogil=True)
-def _gap4x4_loop(g, band, init, sums, box, y, x):
+def _gap4x4_loop(g, band, init, pairs, box, y, x):
     """``gap4x4`` as plain loops."""
-    return _gap_loop(g, band, init, sums, box, y, x, 4, 4, True)
+    return _gap_loop(g, band, init, pairs, box, y, x, 4, 4, True)
 
 
 def _absdiff_n_intrinsic(lanes: int):

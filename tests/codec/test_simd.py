@@ -33,25 +33,30 @@ def test_sad16_is_the_sum_of_absolute_differences():
 
 @numba.njit
 def _gaps(gap8, gap4, init, s8, s4, b8, b4, at):
+    p8 = np.zeros((2, 3, 1, 2 * simd.LANES), np.int16)
+    p4 = np.zeros((4, 3, 2, 2 * simd.LANES), np.int16)
+    simd.pair_sums(p8, s8)
+    simd.pair_sums(p4, s4)
     g8 = np.zeros((len(at), simd.LANES), np.int32)
     g4 = np.zeros((len(at), simd.LANES), np.int32)
     band = np.zeros((len(at), 4, simd.LANES), np.int32)
     least = np.zeros((len(at), 2), np.int64)
     for n in range(len(at)):
-        least[n, 0] = gap8(g8[n], init, s8, b8, at[n, 0], at[n, 1])
-        least[n, 1] = gap4(g4[n], band[n], init, s4, b4, at[n, 0], at[n, 1])
+        least[n, 0] = gap8(g8[n], init, p8, b8, at[n, 0], at[n, 1])
+        least[n, 1] = gap4(g4[n], band[n], init, p4, b4, at[n, 0], at[n, 1])
     return g8, g4, band, least
 
 
 def test_gap8x8_and_gap4x4_sum_every_sub_block_and_channel_in_eight_lanes():
     """Against numpy, at rows and columns the exact stage uses, with sums and windows at their
-    extremes (16,320 for an 8x8 sum of RGB values) and a penalty that no bound passes."""
+    extremes (16,320 for an 8x8 sum of RGB values: three channels' differences of it add past
+    2**15 in a 16-bit lane, which must widen as unsigned) and a penalty that no bound passes."""
     rng = np.random.default_rng(1)
     b8 = rng.integers(0, 16321, (3, 40, 56)).astype(np.int16)
     b4 = rng.integers(0, 4081, (3, 44, 60)).astype(np.int16)
     s8 = rng.integers(0, 16321, (2, 2, 3)).astype(np.int32)
     s4 = rng.integers(0, 4081, (4, 4, 3)).astype(np.int32)
-    s8[0, 0, 0], b8[0, 0, :8] = 16320, 0
+    s8[0, 0, :], b8[:, 0, :8] = 16320, 0
     init = (np.arange(8) * 7).astype(np.int32)
     init[7] = 1 << 28
     at = np.array([[0, 0], [3, 5], [23, 33], [31, 40]], np.int64)  # (31, 40): the last rows and columns both read
@@ -68,7 +73,7 @@ def test_gap8x8_and_gap4x4_sum_every_sub_block_and_channel_in_eight_lanes():
             assert g8[n].tolist() == want8.tolist() and least[n, 0] == want8.min()
             assert band[n].tolist() == want_band.tolist()
             assert g4[n].tolist() == (init + want_band.sum(0)).tolist() and least[n, 1] == g4[n].min()
-    assert g8.max() > 16320 and not simd.CHECKED and simd.gap8x8 is simd._gap8x8_lanes
+    assert g8.max() > 3 * 16320 and not simd.CHECKED and simd.gap8x8 is simd._gap8x8_lanes
 
 
 @numba.njit
