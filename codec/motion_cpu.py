@@ -29,8 +29,7 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import (LANES as _LANES, absdiff8n, absdiff16n, gap4x4, gap8x8, le_mask64, lowest_bit,
-                                    pair_sums, sad16)
+from videomemory.codec.simd import LANES as _LANES, gap4x4, gap8x8, le_mask64, lowest_bit, pair_sums, ring9, sad16
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -40,7 +39,7 @@ _BARE = dict(_JIT, _nrt=False)
 _KEY_BITS = motion._KEY_BITS  # the key layout of codec.motion._key (numba freezes globals as constants)
 _OFF = motion._MAX_RADIUS + 1
 _INF = np.iinfo(np.int64).max
-_SLACK = 16  # zero columns right of the luma levels: _ring9 reads 16 lanes of rows of 6 or 10
+_SLACK = 16  # zero columns right of the luma levels: codec.simd.ring9 reads 16 lanes of rows of 10, 8 of 6
 _TILE = 8  # the exact search passes over tiles of _TILE x _TILE vectors
 _NEVER = 1 << 28  # a lane's penalty that no bound passes (bounds stay below 2**18)
 # How far past a window's first row (column) of box sums the exact stage of its block reads, beyond
@@ -308,7 +307,7 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
 
     curp is padded by ``cpad`` >= ring, refp by ``pad``; (oy, ox) is the block origin in level
     px. The ``keep`` least keys (with repeats, as torch.topk) go to ``out`` (keep, 2). A center's
-    9 SADs take one pass (``_ring9``); a vector that two rings share is costed twice, which is
+    9 SADs take one pass (``codec.simd.ring9``); a vector that two rings share is costed twice, which is
     cheaper than remembering it (and gives the same key). A center at the window's edge gets
     single SADs, each stopped once past the ``keep``-th cost. A center given twice (the repeats
     make the two centers of the finer levels one vector in ~45% of blocks, and 19-37% of the 1/4
@@ -316,7 +315,7 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
     costing it again would do (a key stopped early was over the keep-th cost then, and so is now).
     """
     s = size + 2 * ring_px
-    keys, ring, acc16, acc32, seen = scratch  # seen[c, j]: center c's j-th key (-1: outside the window)
+    keys, ring, seen = scratch  # seen[c, j]: center c's j-th key (-1: outside the window)
     for j in range(keep):
         keys[j] = _INF
     for c in range(k):
@@ -333,8 +332,8 @@ def _refine_block(curp, refp, oy, ox, size, ring_px, lam, limit, pad, cpad, cent
             continue
         inside = abs(cy) < limit and abs(cx) < limit
         if inside:  # a center with its whole ring in the window: its 9 SADs in one pass over it
-            _ring9(curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
-                   pad + ox - ring_px + cx - 1, s, ring, acc16, acc32)
+            ring9(ring, curp, cpad + oy - ring_px, cpad + ox - ring_px, refp, pad + oy - ring_px + cy - 1,
+                  pad + ox - ring_px + cx - 1, s)
         for j in range(9):
             dy, dx = cy + j // 3 - 1, cx + j % 3 - 1
             seen[c, j] = -1
@@ -360,43 +359,6 @@ def _enter(keys, out, keep, key, dy, dx):
         _insert2(keys, out, key, dy, dx)
     else:
         _insert(keys.reshape((1, keep)), out.reshape((1, out.shape[0], 2)), 0, keep, key, dy, dx)
-
-
-@numba.njit(**_BARE)
-def _ring9(cur, cy, cx, ref, ry, rx, s, out, acc16, acc32):
-    """SADs of the s x s window of ``cur`` at (cy, cx) against ``ref`` at (ry + a, rx + b), a, b in 0..2,
-    -> ``out[3a + b]``: one pass over the (s + 2)^2 window instead of nine, in 16 lanes per
-    vector, or 8 for rows of up to 8 (s of them used; rows are read into the levels' slack). A
-    lane sums s rows of |differences|: at full resolution (s = 16, at most 16 x 1,020) that fits
-    16 bits, on the smaller levels (rows of 10 or 6 px of sums of 4 or 16 px) it takes 32."""
-    if s == BLOCK:
-        acc16[:] = 0
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc16, 16)
-    elif s <= 8:
-        acc32[:] = 0
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32, 8)
-    else:
-        acc32[:] = 0
-        _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc32, 16)
-
-
-@numba.njit(inline="always", **_JIT)
-def _ring9_lanes(cur, cy, cx, ref, ry, rx, s, out, acc, lanes):
-    """``_ring9`` into the zeroed ``acc`` (9 x ``lanes``, a constant once inlined)."""
-    for u in range(s):
-        c = cur[cy + u]
-        for a in range(3):
-            r = ref[ry + a + u]
-            for b in range(3):
-                if lanes == 8:
-                    absdiff8n(acc, 8 * (3 * a + b), c, cx, r, rx + b, s)
-                else:
-                    absdiff16n(acc, 16 * (3 * a + b), c, cx, r, rx + b, s)
-    for k in range(9):
-        t = 0
-        for v in range(lanes):
-            t += acc[lanes * k + v]
-        out[k] = t
 
 
 @numba.njit(**_BARE)
@@ -772,8 +734,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
     cands = np.zeros((16, 2), np.int64)
     src = np.zeros((max(n_coarse + 2, keep), 2), np.int64)
-    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(9 * 16, np.int16), np.empty(9 * 16, np.int32),
-               np.empty((max(n_coarse + 2, keep), 9), np.int64))
+    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty((max(n_coarse + 2, keep), 9), np.int64))
     for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
         if active[b]:
             _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, src, scratch)

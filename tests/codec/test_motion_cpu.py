@@ -96,8 +96,7 @@ def test_each_refinement_step_keeps_torchs_top_list(photo, keep):
     levels_cur, _ = motion_cpu._pyramid(cur)
     levels_ref, _ = motion_cpu._pyramid(ref)
     ycp, yrp, lpad, _, _ = motion_cpu._levels(cur, ref, radius)
-    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty(144, np.int16), np.empty(144, np.int32),
-               np.empty((4, 9), np.int64))
+    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty((4, 9), np.int64))
     rng = np.random.default_rng(keep)
     out = np.zeros((16, 2), np.int64)
     for level in (0, 1, 2):

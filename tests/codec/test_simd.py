@@ -77,48 +77,34 @@ def test_gap8x8_and_gap4x4_sum_every_sub_block_and_channel_in_eight_lanes():
 
 
 @numba.njit
-def _absdiff16s(absdiff, a, b, offsets):
-    acc = np.zeros(16 * len(offsets), np.int16)
-    for n in range(len(offsets)):
-        for _ in range(16):  # 16 rows of the largest differences still fit 16 bits
-            absdiff(acc, 16 * n, a, offsets[n, 0], b, offsets[n, 1], 16)
-    return acc.reshape(len(offsets), 16)
+def _rings(ring9, cur, ref, at, s):
+    out = np.zeros((len(at), 9), np.int64)
+    for n in range(len(at)):
+        ring9(out[n], cur, at[n, 0], at[n, 1], ref, at[n, 2], at[n, 3], s)
+    return out
 
 
-def test_absdiff16n_accumulates_all_sixteen_lanes_in_int16():
-    rng = np.random.default_rng(2)
-    a = rng.integers(0, 1021, 120).astype(np.int16)  # full-resolution luma R + 2G + B
-    b = rng.integers(0, 1021, 120).astype(np.int16)
-    a[:16], b[:16] = 1020, 0
-    offsets = np.array([[0, 0], [1, 30], [104, 3], [50, 104]], np.int64)
-    want = np.stack([16 * np.abs(a[i:i + 16].astype(int) - b[j:j + 16].astype(int)) for i, j in offsets])
-    assert want.max() == 16 * 1020
-    assert _absdiff16s(simd._absdiff16n_loop, a, b, offsets).tolist() == want.tolist()
-    assert _absdiff16s(simd.absdiff16n, a, b, offsets).tolist() == want.tolist()
+@pytest.mark.parametrize(("s", "lanes", "bits"), simd.RING_SHAPES)
+def test_ring9_gives_the_nine_sads_of_each_level(s, lanes, bits):
+    """Against numpy, with each level's largest px (full, 1/2, 1/4 resolution): a window of the
+    largest differences sums, per lane, past 2**15 on the 1/2 level (16 unsigned bits) and past
+    2**16 on the 1/4 one (32 bits); the columns the vectors read past s are not counted."""
+    top = {16: 1020, 10: 4080, 6: 16320}[s]
+    rng = np.random.default_rng(4)
+    cur = rng.integers(0, top + 1, (40, 64)).astype(np.int16)
+    ref = rng.integers(0, top + 1, (40, 64)).astype(np.int16)
+    cur[:s, :s], ref[:s + 2, :s + 2] = top, 0  # the extremes, in every one of the nine windows
+    at = np.array([[0, 0, 0, 0], [3, 7, 11, 2], [40 - s, 64 - lanes, 38 - s, 62 - lanes]], np.int64)
 
+    def plain(cy, cx, ry, rx):
+        c = cur[cy:cy + s, cx:cx + s].astype(np.int64)
+        return [int(np.abs(c - ref[ry + a:ry + a + s, rx + b:rx + b + s]).sum()) for a in range(3) for b in range(3)]
 
-@numba.njit
-def _absdiffns(absdiff, a, b, offsets, n, lanes):
-    acc = np.zeros(lanes * len(offsets), np.int32)
-    for r in range(len(offsets)):
-        for _ in range(10):
-            absdiff(acc, lanes * r, a, offsets[r, 0], b, offsets[r, 1], n)
-    return acc.reshape(len(offsets), lanes)
-
-
-@pytest.mark.parametrize(("lanes", "n"), [(16, 6), (16, 10), (16, 16), (8, 6), (8, 8)])
-def test_absdiffn_adds_only_its_first_n_lanes_into_32_bits(lanes, n):
-    rng = np.random.default_rng(3)
-    a = rng.integers(0, 16321, 80).astype(np.int16)  # luma at 1/4 resolution: sums past 2**15
-    b = rng.integers(0, 16321, 80).astype(np.int16)
-    a[:16], b[:16] = 16320, 0
-    offsets = np.array([[0, 0], [5, 33], [64, 2]], np.int64)
-    want = np.stack([10 * np.abs(a[i:i + lanes].astype(int) - b[j:j + lanes].astype(int)) for i, j in offsets])
-    want[:, n:] = 0
-    assert want.max() == 10 * 16320
-    loop, vector = (simd._absdiff16n_loop, simd.absdiff16n) if lanes == 16 else (simd._absdiff8n_loop, simd.absdiff8n)
-    assert _absdiffns(loop, a, b, offsets, n, lanes).tolist() == want.tolist()
-    assert _absdiffns(vector, a, b, offsets, n, lanes).tolist() == want.tolist()
+    want = [plain(*p) for p in at]
+    assert want[0] == [s * s * top] * 9
+    assert _rings(simd._ring9_loop, cur, ref, at, s).tolist() == want
+    assert _rings(simd.ring9, cur, ref, at, s).tolist() == want
+    assert not simd.CHECKED and simd.ring9 is simd._ring9_lanes
 
 
 @numba.njit
@@ -160,3 +146,6 @@ def test_the_intrinsics_refuse_strided_arrays():
         z = np.zeros(8, np.int32)
         _gaps(simd._gap8x8_lanes, simd._gap4x4_lanes, z, np.zeros((2, 2, 3), np.int32), np.zeros((4, 4, 3), np.int32),
               strided, strided, np.zeros((1, 2), np.int64))
+    with pytest.raises(numba.core.errors.TypingError):
+        rows = np.zeros((40, 64), np.int16)
+        _rings(simd._ring9_lanes, rows[:, ::2], rows, np.zeros((1, 4), np.int64), 16)
