@@ -29,7 +29,8 @@ import torch
 
 from videomemory.codec import config, motion, simd
 from videomemory.codec.config import BLOCK
-from videomemory.codec.simd import LANES as _LANES, gap4x4, gap8x8, le_mask64, lowest_bit, pair_sums, ring9, sad16
+from videomemory.codec.simd import (LANES as _LANES, gap4x4, gap8x8, le_mask64, lowest_bit, pair_sums, ring9, sad16,
+                                    sad48x4)
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # The per-block kernels allocate nothing (their scratch comes from ``search``) and compile without
@@ -155,10 +156,10 @@ def _sad(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, s
 @numba.njit(**_BARE)
 def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int, bound: int) -> int:
     """SAD over the 16 x 16 x 3 RGB values of a block of (H, 3W) ``cur`` at px (cy, cx) against
-    ``ref``; stops early, as ``_sad``, once past ``bound``."""
+    ``ref``; stops early, as ``_sad``, once past ``bound`` (looked at every 4 rows)."""
     total = 0
-    for u in range(BLOCK):
-        total += _sad_row(cur[cy + u], 3 * cx, ref[ry + u], 3 * rx)
+    for u in range(0, BLOCK, 4):
+        total += sad48x4(cur, cy + u, 3 * cx, ref, ry + u, 3 * rx)
         if total > bound:
             break
     return total
@@ -167,16 +168,7 @@ def _sad_rgb(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: in
 @numba.njit(inline="always", **_JIT)
 def _sad_rows(cur: np.ndarray, cy: int, cx: int, ref: np.ndarray, ry: int, rx: int) -> int:
     """``_sad_rgb`` over 4 rows of the block, to the end."""
-    total = 0
-    for u in range(4):
-        total += _sad_row(cur[cy + u], 3 * cx, ref[ry + u], 3 * rx)
-    return total
-
-
-@numba.njit(inline="always", **_JIT)
-def _sad_row(a: np.ndarray, i: int, b: np.ndarray, j: int) -> int:
-    """SAD of one block row, 48 RGB values from ``a[i]`` and ``b[j]``: three 16-value SADs."""
-    return sad16(a, i, b, j) + sad16(a, i + 16, b, j + 16) + sad16(a, i + 32, b, j + 32)
+    return sad48x4(cur, cy, 3 * cx, ref, ry, 3 * rx)
 
 
 @numba.njit(inline="always", **_JIT)

@@ -32,6 +32,30 @@ def test_sad16_is_the_sum_of_absolute_differences():
 
 
 @numba.njit
+def _sads48x4(sad, a, b, at):
+    out = np.empty(len(at), np.int64)
+    for n in range(len(at)):
+        out[n] = sad(a, at[n, 0], at[n, 1], b, at[n, 2], at[n, 3])
+    return out
+
+
+def test_sad48x4_is_the_sad_of_four_rows_of_48_values():
+    """Against numpy: 4 rows of a block's 16 RGB px, at unaligned rows and columns, with the
+    largest differences (4 x 48 x 255) and the last columns of both arrays read."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (20, 100), dtype=np.uint8)
+    b = rng.integers(0, 256, (22, 90), dtype=np.uint8)
+    a[:4, :48], b[:4, :48] = 255, 0
+    at = np.array([[0, 0, 0, 0], [3, 7, 11, 1], [16, 52, 18, 42]], np.int64)
+    want = [int(np.abs(a[y:y + 4, x:x + 48].astype(int) - b[v:v + 4, u:u + 48].astype(int)).sum()) for y, x, v, u in at]
+    assert want[0] == 4 * 48 * 255
+    assert _sads48x4(simd._sad48x4_loop, a, b, at).tolist() == want
+    assert _sads48x4(simd.sad48x4, a, b, at).tolist() == want
+    if simd.HAS_PSADBW:
+        assert simd.sad48x4 is simd._sad48x4_psadbw
+
+
+@numba.njit
 def _gaps(gap8, gap4, init, s8, s4, b8, b4, at):
     p8 = np.zeros((2, 3, 1, 2 * simd.LANES), np.int16)
     p4 = np.zeros((4, 3, 2, 2 * simd.LANES), np.int16)
@@ -149,3 +173,6 @@ def test_the_intrinsics_refuse_strided_arrays():
     with pytest.raises(numba.core.errors.TypingError):
         rows = np.zeros((40, 64), np.int16)
         _rings(simd._ring9_lanes, rows[:, ::2], rows, np.zeros((1, 4), np.int64), 16)
+    with pytest.raises(numba.core.errors.TypingError):
+        frame = np.zeros((8, 96), np.uint8)
+        _sads48x4(simd._sad48x4_psadbw, frame[:, ::2], frame, np.zeros((1, 4), np.int64))
