@@ -1,6 +1,6 @@
 """Codec speed at 512x512: fast vs exhaustive motion search, decode-only vs decode + code.
 
-Run:  python -m videomemory.bench.codec_speed            (about 9 minutes on 2 cores: every pair with motion)
+Run:  python -m videomemory.bench.codec_speed            (about 4 minutes on 2 cores: every pair with motion)
       python -m videomemory.bench.codec_speed --quick    (about a minute: 12 s videos, 6 pairs each)
 
 Every figure is measured in this run, next to its baseline: the fast search against the
