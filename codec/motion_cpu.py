@@ -271,8 +271,8 @@ def _coarse(cur3, ref3, r, lam, active, top):
         for y in range(by):
             c0, c1 = cur3[2 * y], cur3[2 * y + 1]
             r0, r1 = ref3[r + dy + 2 * y, r + dx : r + dx + w], ref3[r + dy + 2 * y + 1, r + dx : r + dx + w]
-            for x in range(w):
-                t[x] = abs(c0[x] - r0[x]) + abs(c1[x] - r1[x])
+            for x in range(w):  # in 32 bits (numba widens int32 arithmetic to 64: half the lanes)
+                t[x] = np.int32(abs(np.int32(c0[x] - r0[x]))) + np.int32(abs(np.int32(c1[x] - r1[x])))
             for x in range(bx):
                 blk[y + 1, x + 1] = t[2 * x] + t[2 * x + 1]
         for y in range(by + 2):
