@@ -55,10 +55,33 @@ def _contiguous(*arrays) -> bool:
     return all(isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C" for t in arrays)
 
 
+def _rows(dtype, *arrays) -> bool:
+    """Whether these numba array types are 2-D, C-contiguous and of ``dtype``: rows the intrinsics
+    may read at a row stride (a strided view fails typing instead of being misread)."""
+    return all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" and t.dtype == dtype for t in arrays)
+
+
 def _load(builder, context, arr_type, arr, index, vec):
     """Load ``vec`` (an LLVM vector type) from element ``index`` of a numba array, unaligned."""
     data = context.make_array(arr_type)(context, builder, arr).data
     return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=1)
+
+
+def _load_at(builder, context, arr_type, arr, y, x, vec):
+    """Load ``vec`` from element [y, x] of a 2-D C-contiguous numba array (y, x: i64), unaligned."""
+    i64 = ir.IntType(64)
+    array = context.make_array(arr_type)(context, builder, arr)
+    stride = cgutils.unpack_tuple(builder, array.strides, 2)[0]
+    offset = builder.add(builder.mul(y, stride), builder.mul(x, ir.Constant(i64, arr_type.dtype.bitwidth // 8)))
+    at = builder.add(builder.ptrtoint(array.data, i64), offset)
+    return builder.load(builder.inttoptr(at, vec.as_pointer()), align=1)
+
+
+def _psadbw(builder):
+    """The psadbw intrinsic (two 64-bit sums of 8 |differences| of 16 uint8 lanes each)."""
+    v16, v2 = ir.VectorType(ir.IntType(8), 16), ir.VectorType(ir.IntType(64), 2)
+    module = builder.module
+    return module.globals.get(_PSADBW) or ir.Function(module, ir.FunctionType(v2, [v16, v16]), _PSADBW)
 
 
 def _abs(builder, x):
@@ -78,10 +101,7 @@ def _psadbw16(typingctx, a, i, b, j):
     def codegen(context, builder, signature, args):
         v16 = ir.VectorType(ir.IntType(8), 16)
         load = [_load(builder, context, signature.args[n], args[n], args[n + 1], v16) for n in (0, 2)]
-        module = builder.module
-        fn = module.globals.get(_PSADBW) or ir.Function(
-            module, ir.FunctionType(ir.VectorType(ir.IntType(64), 2), [v16, v16]), _PSADBW)
-        halves = builder.call(fn, load)  # two 64-bit sums of 8 |differences| each
+        halves = builder.call(_psadbw(builder), load)  # two 64-bit sums of 8 |differences| each
         lo = builder.extract_element(halves, ir.Constant(ir.IntType(32), 0))
         hi = builder.extract_element(halves, ir.Constant(ir.IntType(32), 1))
         return builder.add(lo, hi)
@@ -109,28 +129,22 @@ def _sad16_loop(a, i, b, j):
 def _psadbw48x4(typingctx, a, ay, ax, b, by, bx):
     """psadbw over 4 rows of 48 values of 2-D uint8 ``a`` from (ay, ax) and ``b`` from (by, bx)
     (C-contiguous, unchecked) -> int64: 12 psadbw whose halves add as vectors, one sum at the end."""
-    if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" and t.dtype == types.uint8
-               for t in (a, b)):
+    if not _rows(types.uint8, a, b):
         return None
     sig = types.int64(a, ay, ax, b, by, bx)
 
     def codegen(context, builder, signature, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        v16, v2 = ir.VectorType(ir.IntType(8), 16), ir.VectorType(i64, 2)
-        module = builder.module
-        fn = module.globals.get(_PSADBW) or ir.Function(module, ir.FunctionType(v2, [v16, v16]), _PSADBW)
+        v16 = ir.VectorType(ir.IntType(8), 16)
 
         def at(n, u, k):  # 16 values of array n (0: a, 3: b), row u of the 4, column k of the 48
-            arr = context.make_array(signature.args[n])(context, builder, args[n])
-            stride = cgutils.unpack_tuple(builder, arr.strides, 2)[0]
-            row = builder.mul(builder.add(args[n + 1], ir.Constant(i64, u)), stride)
-            ptr = builder.add(builder.ptrtoint(arr.data, i64), builder.add(row, builder.add(args[n + 2], ir.Constant(i64, k))))
-            return builder.load(builder.inttoptr(ptr, v16.as_pointer()), align=1)
+            y, x = builder.add(args[n + 1], ir.Constant(i64, u)), builder.add(args[n + 2], ir.Constant(i64, k))
+            return _load_at(builder, context, signature.args[n], args[n], y, x, v16)
 
         total = None
         for u in range(4):
             for k in (0, 16, 32):
-                halves = builder.call(fn, [at(0, u, k), at(3, u, k)])
+                halves = builder.call(_psadbw(builder), [at(0, u, k), at(3, u, k)])
                 total = halves if total is None else builder.add(total, halves)
         return builder.add(builder.extract_element(total, ir.Constant(i32, 0)),
                            builder.extract_element(total, ir.Constant(i32, 1)))
@@ -309,9 +323,7 @@ def _ring9_intrinsic(s: int, lanes: int, bits: int):
 
     @intrinsic
     def ring(typingctx, out, cur, cy, cx, ref, ry, rx):
-        arrays = all(isinstance(t, types.Array) and t.layout == "C" for t in (out, cur, ref))
-        if not (arrays and out.ndim == 1 and out.dtype == types.int64 and cur.ndim == ref.ndim == 2
-                and cur.dtype == ref.dtype == types.int16):
+        if not (_contiguous(out) and out.dtype == types.int64 and _rows(types.int16, cur, ref)):
             return None
         sig = types.void(out, cur, cy, cx, ref, ry, rx)
 
@@ -321,11 +333,7 @@ def _ring9_intrinsic(s: int, lanes: int, bits: int):
             vsum = ir.VectorType(i32, lanes)
 
             def row_at(n, y, x):  # the vector of row y of array n (1: cur, 4: ref) from column x
-                arr = context.make_array(signature.args[n])(context, builder, args[n])
-                stride = cgutils.unpack_tuple(builder, arr.strides, 2)[0]
-                at = builder.add(builder.ptrtoint(arr.data, i64),
-                                 builder.add(builder.mul(y, stride), builder.mul(x, ir.Constant(i64, 2))))
-                v = builder.load(builder.inttoptr(at, vrow.as_pointer()), align=1)
+                v = _load_at(builder, context, signature.args[n], args[n], y, x, vrow)
                 return builder.sext(v, vacc) if bits > 16 else v
 
             cy, cx, ry, rx = args[2], args[3], args[5], args[6]
