@@ -200,7 +200,9 @@ def scenedetect_cuts(path: str, min_scene_s: float = 0.5) -> list[float] | None:
 
 def _pcost_anchors(times: Sequence[float], roles: Sequence[str], reasons: Sequence[str]) -> list[float]:
     """Times of the anchors the codec took because prediction failed (its cut claims)."""
-    return [t for t, r, why in zip(times, roles, reasons) if r == "I" and why == "pcost"]
+    from videomemory.codec.gop import CUT_REASONS
+
+    return [t for t, r, why in zip(times, roles, reasons) if r == "I" and why in CUT_REASONS]
 
 
 def _score_package(video: EvalVideo, pkg: Package, ref: Reference, cell: int, truth_vecs: np.ndarray | None,

@@ -104,7 +104,8 @@ class MotionConfig:
 
 @dataclass(frozen=True)
 class GopConfig:
-    """Anchor decision: a new GOP when pcost > gamma or the GOP holds k_max P-frames (PAPER §1.3)."""
+    """Anchor decision: a new GOP when pcost > gamma or the GOP holds k_max P-frames (PAPER §1.3),
+    or the frame is a new scene that costs less than gamma (below)."""
 
     # gamma per 16x16 block, in the units of the block cost (SAD over 768 RGB values + lam|d|_1),
     # so the same value works at any grid size. Chosen with bench/calibrate_gamma.py at 512x512
@@ -115,12 +116,31 @@ class GopConfig:
     # GOP gives about 9,400 on the same corpus, close to this value.
     gamma_per_block: float = 8000.0
     k_max: int = 16
+    # A cut into a plain picture (a dark or smooth scene, a page of text) can cost less than
+    # gamma, since plain content is cheap to predict from anything, though the previous frame
+    # explains none of it: of 500 cuts between scikit-image photos, text -> moon and coins -> cell
+    # cost 6,600-7,300 per block. Such a frame starts a GOP too (reason "scene"; x264's scenecut
+    # likewise weighs inter against intra cost) when its pcost is over scene_floor * gamma and
+    # the SAD of its prediction is over scene_ratio times its own detail (its texture summed over
+    # blocks, codec.motion.detail): the residual holds more than the picture. Coded from H.264,
+    # text -> moon measures 3.4 at 512x512 and 2.0 at 256x256, coins -> cell 5.0; cuts between
+    # textured photos 0.7 or more, at a pcost far over gamma. Below the floor nothing is taken: pans of the same photos
+    # reach 1.7 at a pcost of at most 2,800. In the band, a static scene under sensor noise
+    # (sigma 8) measures at most 0.51, and motion that the search cannot follow (beyond +-64 px,
+    # a zoom into smooth content) 1.0-2.8, so some of those frames become anchors too, as their
+    # prediction fails. scene_ratio 0 leaves PAPER's rule alone.
+    scene_ratio: float = 1.5
+    scene_floor: float = 0.5
 
     def __post_init__(self) -> None:
         if self.gamma_per_block <= 0:
             raise InvalidArgument(f"gamma {self.gamma_per_block} must be > 0")
         if self.k_max < 0:
             raise InvalidArgument(f"k_max {self.k_max} must be >= 0")
+        if self.scene_ratio < 0:
+            raise InvalidArgument(f"scene ratio {self.scene_ratio} must be >= 0 (0: no scene rule)")
+        if not 0 <= self.scene_floor <= 1:
+            raise InvalidArgument(f"scene floor {self.scene_floor} must be within [0, 1] (a fraction of gamma)")
 
 
 #: Image formats an anchor can be stored in (Pillow names, lower case).

@@ -6,6 +6,10 @@ holds ``k_max`` P-frames. pcost is the sum of the chosen block costs of the moti
 extra pass is needed. gamma is kept *per 16x16 block* (pcost / number of blocks), so one value
 works on every grid size.
 
+One rule is added to PAPER's, for cuts into plain pictures, which cost less than gamma: a
+frame over a fraction of gamma whose prediction's SAD is several times its own detail starts
+a GOP too (``GopConfig.scene_ratio``).
+
 The decision only looks at the past, so the same ``GopEncoder.push`` serves files and live
 streams, and a file encoded in one go or frame by frame gets identical GOPs.
 """
@@ -20,10 +24,12 @@ import torch
 
 from videomemory.codec.config import CodecConfig, GopConfig, resolve_device
 from videomemory.codec.decode import SampledFrame
-from videomemory.codec.motion import MotionField, as_tensor, estimate_motion
+from videomemory.codec.motion import MotionField, as_tensor, detail, estimate_motion
 from videomemory.errors import InvalidArgument
 
 I, P = "I", "P"
+#: Anchor reasons that mark a change of content, where the previous frame stops predicting.
+CUT_REASONS = ("pcost", "scene")
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,10 @@ class FrameCode:
     pos: int  # position inside the GOP, 0 for the anchor
     pcost: int | None  # cost against the previous sampled frame; None for frame 0
     pcost_per_block: float | None
-    reason: str  # why an anchor: "first", "pcost", "k_max", "budget"; "" for P-frames
+    reason: str  # why an anchor: "first", "pcost", "scene", "k_max", "budget"; "" for P-frames
     motion: MotionField | None  # field against the previous sampled frame; None for frame 0
+    # the prediction's SAD over the frame's detail, where the scene rule looked (see ``decide``)
+    unexplained: float | None = None
 
     def summary(self) -> dict[str, object]:
         """JSON-friendly record (no tensors): timing, role, pcost and a motion summary."""
@@ -53,6 +61,7 @@ class FrameCode:
             "pcost": self.pcost,
             "pcost_per_block": None if self.pcost_per_block is None else round(self.pcost_per_block, 1),
             "reason": self.reason,
+            "unexplained": None if self.unexplained is None else round(self.unexplained, 3),
         }
         if self.motion is not None:
             v = self.motion.vectors.reshape(-1, 2).to(torch.float32)
@@ -63,17 +72,22 @@ class FrameCode:
 
 
 def decide(
-    pcost_per_block: float | None, p_in_gop: int, gop: GopConfig, gamma_scale: float = 1.0, refresh: bool = False
+    pcost_per_block: float | None, p_in_gop: int, gop: GopConfig, gamma_scale: float = 1.0, refresh: bool = False,
+    unexplained: float | None = None,
 ) -> str:
     """The anchor rule for one frame: the reason it is an anchor, or "" for a P-frame.
 
-    Rate control (``codec.rate``) may scale gamma (fewer anchors when over budget) or ask for a
-    ``refresh`` anchor (tokens to spare); without it the rule is exactly PAPER §1.3.
+    ``unexplained``: the prediction's SAD over the frame's own detail, for the scene rule
+    (``GopConfig.scene_ratio``; None: not measured, as outside ``scene_band``). Rate control
+    (``codec.rate``) may scale gamma (fewer anchors when over budget) or ask for a ``refresh``
+    anchor (tokens to spare); without them and with ``scene_ratio`` 0 the rule is PAPER §1.3.
     """
     if pcost_per_block is None:
         return "first"
     if pcost_per_block > gop.gamma_per_block * gamma_scale:
         return "pcost"
+    if unexplained is not None and scene_band(pcost_per_block, gop, gamma_scale) and unexplained > gop.scene_ratio:
+        return "scene"
     if p_in_gop >= gop.k_max:
         return "k_max"
     if refresh:
@@ -81,12 +95,22 @@ def decide(
     return ""
 
 
-def assign_roles(pcosts_per_block: Sequence[float | None], gop: GopConfig) -> list[str]:
-    """Roles ("I"/"P") for a whole pcost series; the same rule the causal encoder applies."""
+def scene_band(pcost_per_block: float, gop: GopConfig, gamma_scale: float = 1.0) -> bool:
+    """Whether the scene rule weighs a frame of this pcost: over ``scene_floor`` x gamma, not over gamma."""
+    gamma = gop.gamma_per_block * gamma_scale
+    return gop.scene_ratio > 0 and gop.scene_floor * gamma < pcost_per_block <= gamma
+
+
+def assign_roles(
+    pcosts_per_block: Sequence[float | None], gop: GopConfig, unexplained: Sequence[float | None] | None = None
+) -> list[str]:
+    """Roles ("I"/"P") for a whole pcost series (and ``FrameCode.unexplained`` series, for the
+    scene rule); the same rule the causal encoder applies."""
     roles: list[str] = []
     p_in_gop = 0
-    for pc in pcosts_per_block:
-        anchor = bool(decide(pc, p_in_gop, gop))
+    ratios = [None] * len(pcosts_per_block) if unexplained is None else unexplained
+    for pc, ratio in zip(pcosts_per_block, ratios, strict=True):
+        anchor = bool(decide(pc, p_in_gop, gop, unexplained=ratio))
         roles.append(I if anchor else P)
         p_in_gop = 0 if anchor else p_in_gop + 1
     return roles
@@ -179,7 +203,10 @@ class GopEncoder:
                                     anchor_above=self.config.gop.gamma_per_block)
             pcost = field.pcost
             per_block = pcost / field.n_blocks
-        reason = decide(per_block, self._pos, self.config.gop, gamma_scale, refresh)
+        unexplained = None
+        if field is not None and scene_band(per_block, self.config.gop, gamma_scale):
+            unexplained = int(field.sad.sum()) / max(detail(cur), 1)
+        reason = decide(per_block, self._pos, self.config.gop, gamma_scale, refresh, unexplained)
         if reason:
             self._gop += 1
             self._pos = 0
@@ -197,6 +224,7 @@ class GopEncoder:
             pcost_per_block=per_block,
             reason=reason,
             motion=field,
+            unexplained=unexplained,
         )
 
 

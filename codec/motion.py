@@ -414,6 +414,15 @@ def texture(cur: torch.Tensor) -> torch.Tensor:
     return (gx + gy).reshape(-1)
 
 
+def detail(cur: torch.Tensor) -> int:
+    """The frame's detail: ``texture`` summed over its blocks, (3, H, W) uint8 (compiled on the CPU)."""
+    if cur.device.type != "cpu":
+        return int(texture(cur).sum())
+    from videomemory.codec import motion_cpu  # imports this module's constants
+
+    return motion_cpu.detail(cur)
+
+
 def _ambiguous(cur: torch.Tensor, active: torch.Tensor, best_key: torch.Tensor, limit: int) -> torch.Tensor:
     """Rows into ``active`` of the blocks the exact search takes (see ``_AMBIGUOUS``): none when
     the frame's pcost is over ``limit`` (-1: no limit; see ``anchor_limit``)."""

@@ -6,9 +6,9 @@ segments where the predictive code saves little and a VLM is better served by pl
 512 px wide grid so they hold at every grid size:
 
 * ``high-motion``: mean block motion >= 32 px per sampled frame, or prediction keeps failing
-  (at least 30% of frames are pcost anchors that follow another anchor: motion beyond the
-  search window);
-* ``high-cut``: otherwise, at least 3 pcost anchors per minute (a new scene every 20 s or more
+  (at least 30% of frames are cut anchors, "pcost" or "scene", that follow another anchor:
+  motion beyond the search window);
+* ``high-cut``: otherwise, at least 3 cut anchors per minute (a new scene every 20 s or more
   often), counted over at least a minute so that one GOP opened by a cut is not "high-cut";
 * ``static``: mean motion < 0.5 px and under half a cell sent per P-frame;
 * ``low-motion``: everything else.
@@ -27,7 +27,7 @@ import torch
 
 from videomemory.codec.config import Grid
 from videomemory.codec.encoder import EncodedFrame
-from videomemory.codec.gop import I
+from videomemory.codec.gop import CUT_REASONS, I
 
 CLASSES = ("static", "low-motion", "high-motion", "high-cut")
 _HIGH_MOTION_PX = 32.0
@@ -45,7 +45,7 @@ class ContentStats:
     frames: int
     duration_s: float
     anchors: int
-    pcost_anchors_per_min: float
+    pcost_anchors_per_min: float  # cut anchors ("pcost" or "scene") per minute
     motion_px: float  # mean block motion, px per sampled frame at 512 px width
     residual_rms: float  # mean RMS motion-compensated residual of P-frames, grey levels
     cells_per_p: float  # mean image tokens sent per P-frame by the adaptive plan
@@ -68,7 +68,7 @@ def content_stats(frames: Sequence[EncodedFrame], fps: float = 2.0) -> ContentSt
     height, width = frames[0].image.shape[:2]
     minutes = n / fps / 60.0
     roles = [f.code.role for f in frames]
-    pcost = [f.code.role == I and f.code.reason == "pcost" for f in frames]
+    pcost = [f.code.role == I and f.code.reason in CUT_REASONS for f in frames]
     failing = sum(1 for i in range(1, n) if pcost[i] and roles[i - 1] == I)
     motion = [
         float(f.code.motion.vectors.to(torch.float32).norm(dim=-1).mean()) * 512.0 / width

@@ -83,7 +83,7 @@ SEGMENTS = _schema(
     pa.field("start_ms", pa.int64(), nullable=False),  # the anchor's time
     pa.field("end_ms", pa.int64(), nullable=False),  # the next anchor's time (or the video's end), exclusive
     pa.field("frames", pa.int32(), nullable=False),
-    pa.field("anchor_reason", pa.string()),  # first | pcost | k_max | budget
+    pa.field("anchor_reason", pa.string()),  # first | pcost | scene | k_max | budget
     pa.field("pcost_mean", pa.float64()),  # per 16x16 block, P-frames of the GOP; null for a lone anchor
     pa.field("pcost_max", pa.float64()),
     pa.field("motion_px", pa.float64()),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from videomemory.codec.config import GopConfig, Grid
-from videomemory.codec.gop import I, P, assign_roles, calibrate_gamma, decide, gop_lengths
+from videomemory.codec.gop import I, P, assign_roles, calibrate_gamma, decide, gop_lengths, scene_band
 from videomemory.errors import InvalidArgument
 
 
@@ -26,6 +28,31 @@ def test_a_pcost_spike_starts_a_gop_at_that_frame():
     assert decide(10, 16, gop) == "k_max"
     assert decide(None, 0, gop) == "first"
     assert decide(10, 3, gop) == ""
+
+
+def test_the_scene_rule_takes_a_frame_under_gamma_that_its_prediction_does_not_explain():
+    gop = GopConfig(gamma_per_block=8000.0, k_max=16, scene_ratio=1.5, scene_floor=0.5)
+    assert decide(6000, 2, gop, unexplained=3.4) == "scene"
+    assert decide(6000, 2, gop, unexplained=1.5) == ""  # the residual no larger than 1.5x the picture's detail
+    assert decide(3900, 2, gop, unexplained=9.0) == ""  # under half of gamma: cheap to predict, whatever the ratio
+    assert decide(6000, 2, gop) == ""  # not measured
+    assert decide(9000, 2, gop, unexplained=0.1) == "pcost"
+    assert decide(6000, 16, gop, unexplained=3.4) == "scene"  # a cut, not the cadence
+    assert decide(6000, 2, replace(gop, scene_ratio=0.0), unexplained=9.0) == ""  # PAPER's rule alone
+    # rate control's gamma moves the band with it
+    assert decide(6000, 2, gop, gamma_scale=2.0, unexplained=9.0) == ""
+    assert decide(9000, 2, gop, gamma_scale=2.0, unexplained=9.0) == "scene"
+    assert [scene_band(v, gop) for v in (4000, 4001, 8000, 8001)] == [False, True, True, False]
+    assert not scene_band(6000, replace(gop, scene_ratio=0.0))
+    assert assign_roles([None, 10, 6000, 6000, 10], gop, [None, None, 3.4, 0.6, None]) == [I, P, I, P, P]
+    with pytest.raises(ValueError):
+        assign_roles([None, 10], gop, [None])
+
+
+@pytest.mark.parametrize("change", [dict(scene_ratio=-1.0), dict(scene_floor=1.5), dict(scene_floor=-0.1)])
+def test_bad_scene_settings_are_refused(change):
+    with pytest.raises(InvalidArgument, match="scene"):
+        GopConfig(**change)
 
 
 def test_gamma_is_per_block_so_one_value_serves_every_grid():

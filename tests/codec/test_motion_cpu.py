@@ -133,6 +133,11 @@ def test_texture_kernel_equals_the_torch_texture(photo):
     want = texture(frame).reshape(-1).tolist()
     rows = motion_cpu._rows(frame)
     assert [motion_cpu._texture(rows, b) for b in range(len(want))] == want
+    # the frame's detail (the scene rule's denominator) from a view of an (H, W, 3) image, as the encoder passes it
+    from videomemory.codec.motion import as_tensor, detail
+
+    view = as_tensor(np.ascontiguousarray(frame.permute(1, 2, 0).numpy()), contiguous=False)
+    assert detail(view) == detail(frame) == sum(want) > 0
 
 
 def _plain_boxes(refp: np.ndarray, y0: int, y1: int, x0: int, x1: int):
