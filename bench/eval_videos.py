@@ -52,8 +52,10 @@ from videomemory.bench.synth import BACKGROUNDS, SPRITE_PHOTOS, GroundTruth, Sho
 
 #: Content classes, in table order (the codec's classes, ``codec.stats.CLASSES``).
 CLASSES: tuple[str, ...] = ("static", "low-motion", "high-motion", "high-cut")
-#: Photos a montage cuts between (backgrounds plus a few more well-textured ones).
-MONTAGE_PHOTOS: tuple[str, ...] = BACKGROUNDS + ("cat", "clock", "grass", "gravel", "retina", "colorwheel")
+#: Photos a montage cuts between (backgrounds, a few more well-textured ones and a plain one, the
+#: moon, whose cuts can cost under gamma). Each a different picture: skimage's "cat" is "chelsea"
+#: (a montage cut between them was no cut at all).
+MONTAGE_PHOTOS: tuple[str, ...] = BACKGROUNDS + ("moon", "clock", "grass", "gravel", "retina", "colorwheel")
 SOURCE_FPS = 10.0  # frames/s of the generated files: enough for 2 fps sampling, quick to write
 _EPS = 1e-9
 

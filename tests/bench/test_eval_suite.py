@@ -181,6 +181,19 @@ def test_suite_videos_have_their_ground_truth(tmp_path):
             assert len(v.truth.cuts_s) <= 1
 
 
+def test_a_montage_cuts_between_different_pictures():
+    """Each photo a montage can cut to is a different picture (skimage's "cat" is "chelsea": a
+    "cut" between them was no cut, and counted as a missed one)."""
+    from videomemory.bench.eval_videos import MONTAGE_PHOTOS
+    from videomemory.bench.synth import _photo
+
+    pictures = [_photo(p) for p in MONTAGE_PHOTOS]
+    for i, a in enumerate(pictures):
+        for j in range(i):
+            b = pictures[j]
+            assert a.shape != b.shape or not np.array_equal(a, b), (MONTAGE_PHOTOS[i], MONTAGE_PHOTOS[j])
+
+
 @pytest.mark.slow
 def test_replayed_motion_gives_the_same_code(tmp_path):
     """The budgeted passes reuse the unbudgeted pass's motion fields: identical to searching again."""
