@@ -119,16 +119,16 @@ class GopConfig:
     # A cut into a plain picture (a dark or smooth scene, a page of text) can cost less than
     # gamma, since plain content is cheap to predict from anything, though the previous frame
     # explains none of it: of 500 cuts between scikit-image photos, text -> moon and coins -> cell
-    # cost 6,600-7,300 per block. Such a frame starts a GOP too (reason "scene"; x264's scenecut
+    # cost 5,800-7,300 per block. Such a frame starts a GOP too (reason "scene"; x264's scenecut
     # likewise weighs inter against intra cost) when its pcost is over scene_floor * gamma and
     # the SAD of its prediction is over scene_ratio times its own detail (its texture summed over
     # blocks, codec.motion.detail): the residual holds more than the picture. Coded from H.264,
     # text -> moon measures 3.4 at 512x512 and 2.0 at 256x256, coins -> cell 5.0; cuts between
-    # textured photos 0.7 or more, at a pcost far over gamma. Below the floor nothing is taken: pans of the same photos
-    # reach 1.7 at a pcost of at most 2,800. In the band, a static scene under sensor noise
-    # (sigma 8) measures at most 0.51, and motion that the search cannot follow (beyond +-64 px,
-    # a zoom into smooth content) 1.0-2.8, so some of those frames become anchors too, as their
-    # prediction fails. scene_ratio 0 leaves PAPER's rule alone.
+    # textured photos 0.7 or more, at a pcost far over gamma. Below the floor nothing is taken:
+    # pans of the same photos reach 1.7 at a pcost of at most 2,800. In the band, a static scene
+    # under sensor noise (sigma 8) measures at most 0.51, and motion that the search cannot
+    # follow (beyond +-64 px, a zoom into smooth content) 1.0-2.8, so some of those frames become
+    # anchors too, as their prediction fails. scene_ratio 0 leaves PAPER's rule alone.
     scene_ratio: float = 1.5
     scene_floor: float = 0.5
 
