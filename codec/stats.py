@@ -68,8 +68,8 @@ def content_stats(frames: Sequence[EncodedFrame], fps: float = 2.0) -> ContentSt
     height, width = frames[0].image.shape[:2]
     minutes = n / fps / 60.0
     roles = [f.code.role for f in frames]
-    pcost = [f.code.role == I and f.code.reason in CUT_REASONS for f in frames]
-    failing = sum(1 for i in range(1, n) if pcost[i] and roles[i - 1] == I)
+    cut = [f.code.role == I and f.code.reason in CUT_REASONS for f in frames]
+    failing = sum(1 for i in range(1, n) if cut[i] and roles[i - 1] == I)
     motion = [
         float(f.code.motion.vectors.to(torch.float32).norm(dim=-1).mean()) * 512.0 / width
         for f in frames
@@ -81,7 +81,7 @@ def content_stats(frames: Sequence[EncodedFrame], fps: float = 2.0) -> ContentSt
     flat = n * Grid(width, height).tokens_per_image
     motion_px = float(np.mean(motion)) if motion else 0.0
     cells = float(np.mean([p.image_tokens for p in p_plans])) if p_plans else 0.0
-    cuts_per_min = sum(pcost) / max(minutes, 1.0)
+    cuts_per_min = sum(cut) / max(minutes, 1.0)
     if motion_px >= _HIGH_MOTION_PX or failing >= _FAILING_SHARE * n:
         cls = "high-motion"
     elif cuts_per_min >= _CUTS_PER_MIN and n > 1:
