@@ -6,6 +6,9 @@ on screen until the next one starts, the last one for its own duration). Times c
 from frame counts, so variable-frame-rate footage samples correctly. A source frame is used at
 most once: when the source is slower than ``fps``, the instants it covers collapse to one sample.
 
+Frames come out as a player shows them: a display matrix (a phone's portrait recording is coded
+sideways and tagged "rotate 90") is applied, rotation and mirroring, as FFmpeg's player does.
+
 Every frame carries its source frame index (decode order = display order after the decoder), its
 time in ms since the first frame (the basis of stable frame IDs) and its sampled index.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,6 +31,7 @@ from typing import Generic, TypeVar
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type as _SideData
 
 from videomemory.codec.config import Grid
 from videomemory.errors import InvalidArgument, InvalidVideo, NotFound
@@ -46,13 +51,20 @@ class VideoInfo:
     """What the container says about a file's video stream (before any decoding)."""
 
     source: str
-    width: int
+    width: int  # as displayed: after the display matrix's rotation (coded 1920x1080 tagged "rotate 90": 1080x1920)
     height: int
     duration_s: float | None  # declared duration, None when the container does not say
     avg_fps: float | None
     n_frames: int | None  # declared frame count, None when unknown
     codec: str
     time_base: Fraction | None
+    rotation: int = 0  # degrees counter-clockwise that a player turns the coded frames (0, 90, 180, 270)
+    pixel_aspect: float = 1.0  # width / height of one pixel as displayed (anamorphic SD video: 8/9, 32/27)
+
+    @property
+    def display_aspect(self) -> float:
+        """Width / height of the picture as a player shows it (pixel aspect included)."""
+        return self.width * self.pixel_aspect / self.height
 
 
 @dataclass(frozen=True)
@@ -166,20 +178,28 @@ def _declared_timing(container: av.container.InputContainer, stream: av.video.st
 
 
 def probe(source: str | os.PathLike[str]) -> VideoInfo:
-    """Read the container header of a video file (no frame is decoded)."""
+    """Read the container header of a video file, and its first frame's display matrix."""
     with _open(source) as container:
         stream = _video_stream(container, str(source))
         cc = stream.codec_context
         rate, duration = _declared_timing(container, stream)
+        try:  # the display matrix reaches PyAV on decoded frames only
+            orient = _orientation(next(container.decode(stream)))
+        except (av.error.FFmpegError, StopIteration):
+            orient = _UPRIGHT  # sample_frames says what is wrong with the data
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        w, h = (cc.height, cc.width) if orient[0] else (cc.width, cc.height)
         return VideoInfo(
             source=str(source),
-            width=cc.width,
-            height=cc.height,
+            width=w,
+            height=h,
             duration_s=duration,
             avg_fps=float(rate) if rate else None,
             n_frames=stream.frames or None,
             codec=cc.name,
             time_base=stream.time_base,
+            rotation=_ROTATION[orient],
+            pixel_aspect=float(1 / sar if orient[0] else sar) if sar else 1.0,
         )
 
 
@@ -213,12 +233,45 @@ def stream_packets(source: str | os.PathLike[str]) -> Iterator[tuple[bytes, byte
             raise InvalidVideo(name, "the video stream has no data (0 packets)", "the file is empty or truncated; " + _HINT_REENCODE)
 
 
-def _to_rgb(frame: av.VideoFrame, grid: Grid | None) -> np.ndarray:
-    """RGB pixels of a decoded frame, resized to the grid (area filter down, bicubic up)."""
-    if grid is None or (frame.width, frame.height) == (grid.width, grid.height):
-        return _full_chroma(frame).to_ndarray(format="rgb24")
-    down = grid.width * grid.height <= frame.width * frame.height
-    return frame.to_ndarray(width=grid.width, height=grid.height, format="rgb24", interpolation="AREA" if down else "BICUBIC")
+Orientation = tuple[bool, bool, bool]  # (transpose, then flip the rows, then flip the columns)
+_UPRIGHT: Orientation = (False, False, False)
+# The counter-clockwise rotation of each orientation (a mirrored one: of the rotation before its mirror).
+_ROTATION = {(False, False, False): 0, (True, True, False): 90, (False, True, True): 180, (True, False, True): 270,
+             (False, False, True): 0, (True, True, True): 90, (False, True, False): 180, (True, False, False): 270}
+
+
+def _orientation(frame: av.VideoFrame) -> Orientation:
+    """How to turn a decoded frame into what a player shows, from its display matrix (none: upright).
+
+    The matrix maps a coded pixel (x, y) to the shown (a*x + c*y, b*x + d*y) (libavutil/display.h;
+    a, b, c, d are its entries 0, 1, 3, 4). Angles between quarter turns go to the nearest one.
+    """
+    for data in frame.side_data:
+        if data.type == _SideData.DISPLAYMATRIX:
+            a, b, _, c, d = struct.unpack("=9i", bytes(data)[:36])[:5]
+            if abs(a) + abs(d) >= abs(b) + abs(c):
+                return False, d < 0, a < 0  # x' = a*x, y' = d*y
+            return True, b < 0, c < 0  # x' = c*y, y' = b*x: the shown rows are the coded columns
+    return _UPRIGHT
+
+
+def _orient(rgb: np.ndarray, orient: Orientation) -> np.ndarray:
+    """An (H, W, 3) image turned as ``orient`` says (C-contiguous: the kernels and torch need it)."""
+    if orient == _UPRIGHT:
+        return rgb
+    transpose, flip_rows, flip_cols = orient
+    if transpose:
+        rgb = rgb.transpose(1, 0, 2)
+    return np.ascontiguousarray(rgb[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1])
+
+
+def _to_rgb(frame: av.VideoFrame, grid: Grid | None, orient: Orientation = _UPRIGHT) -> np.ndarray:
+    """RGB pixels of a decoded frame as shown, resized to the grid (area filter down, bicubic up)."""
+    gw, gh = (None, None) if grid is None else (grid.height, grid.width) if orient[0] else (grid.width, grid.height)
+    if grid is None or (frame.width, frame.height) == (gw, gh):
+        return _orient(_full_chroma(frame).to_ndarray(format="rgb24"), orient)
+    down = gw * gh <= frame.width * frame.height
+    return _orient(frame.to_ndarray(width=gw, height=gh, format="rgb24", interpolation="AREA" if down else "BICUBIC"), orient)
 
 
 def _full_chroma(frame: av.VideoFrame) -> av.VideoFrame:
@@ -331,11 +384,12 @@ def sample_frames(
         index = -1
         last_end = Fraction(0)
         error: Exception | None = None
+        orient = _UPRIGHT  # the display matrix, read off the first frame (it is the stream's)
 
         def emit(kept: tuple[av.VideoFrame, int, Fraction]) -> SampledFrame:
             frame, src, t = kept
             return SampledFrame(
-                image=_to_rgb(frame, grid),
+                image=_to_rgb(frame, grid, orient),
                 sampled_index=sampler.emitted - 1,
                 source_index=src,
                 pts_ms=round(t * 1000),
@@ -347,6 +401,7 @@ def sample_frames(
                 index += 1
                 if index == 0:
                     _check_size(name, frame.width, frame.height)
+                    orient = _orientation(frame)
                 t_abs = _frame_time(frame, index, rate)
                 if t_abs is None:
                     raise InvalidVideo(name, "frames carry no timestamps and the stream declares no frame rate", _HINT_REENCODE)
@@ -398,6 +453,7 @@ def frame_at(source: str | os.PathLike[str], time_s: float) -> np.ndarray:
         rate, _ = _declared_timing(container, stream)
         try:
             first = next(container.decode(stream))
+            orient = _orientation(first)
             t0 = _frame_time(first, 0, rate) or Fraction(0)
             target = t0 + Fraction(time_s).limit_denominator(1_000_000)
             if stream.time_base is not None and target > t0:
@@ -414,7 +470,7 @@ def frame_at(source: str | os.PathLike[str], time_s: float) -> np.ndarray:
             raise InvalidVideo(name, f"cannot decode the frame at {time_s:.3f} s ({_ffmpeg_reason(e)})", _HINT_REENCODE) from e
         if shown is None:
             raise InvalidVideo(name, f"no frame at {time_s:.3f} s", _HINT_REENCODE)
-        return _to_rgb(shown, None)
+        return _to_rgb(shown, None, orient)
 
 
 def frame_duration(frame: av.VideoFrame, rate: Fraction | None) -> Fraction:

@@ -58,7 +58,7 @@ def _codec_config(
         from videomemory.codec.decode import probe
 
         info = probe(source)
-        g = Grid.fit(info.width, info.height)
+        g = Grid.fit(round(info.height * info.display_aspect), info.height)  # as shown: rotated, pixel aspect applied
     else:
         g = Grid.parse(grid)
     gop = GopConfig(k_max=k_max) if gamma is None else GopConfig(gamma_per_block=gamma, k_max=k_max)

@@ -1,6 +1,8 @@
-"""codec.decode: timestamp sampling (CFR, VFR, slow sources), resizing, and every bad input."""
+"""codec.decode: timestamp sampling (CFR, VFR, slow sources), resizing, orientation (display matrix, pixel aspect), and every bad input."""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from videomemory.bench.bad_inputs import BAD_INPUTS, read_counter, write_bad_inputs, write_counter_video
 from videomemory.codec.config import Grid
-from videomemory.codec.decode import MAX_SIDE, SampledFrame, probe, sample_frames
+from videomemory.codec.decode import MAX_SIDE, SampledFrame, frame_at, probe, sample_frames
 from videomemory.errors import InvalidArgument, InvalidVideo, NotFound
 
 
@@ -162,3 +164,79 @@ def test_instant_sampler_keeps_the_frame_on_screen_at_each_instant_for_files_and
     s3: InstantSampler[str] = InstantSampler(step)
     s3.push("a", 0, 0.0)
     assert s3.push("b", 1, 1e12)[0] == "a" and s3.emitted == 1
+
+
+_QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))  # top-left, top-right, bottom-left, bottom-right
+
+
+def _write_oriented(path, rotation, hflip=False, vflip=False, size=(96, 64)):
+    """A 1 s video of four coloured quadrants whose container says "turn me" (a phone's portrait
+    recording); returns the picture as coded."""
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, : w // 2], img[: h // 2, w // 2 :], img[h // 2 :, : w // 2], img[h // 2 :, w // 2 :] = _QUADRANTS
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10, options={"crf": "0"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv444p"
+        s.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        for _ in range(10):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(s.encode())
+    return img
+
+
+def _corner_colours(img):
+    """Which of the quadrants' colours each corner shows (top-left, top-right, bottom-left, bottom-right)."""
+    h, w = img.shape[:2]
+    px = [img[y, x].astype(int) for y, x in ((h // 8, w // 8), (h // 8, w - 1 - w // 8), (h - 1 - h // 8, w // 8),
+                                             (h - 1 - h // 8, w - 1 - w // 8))]
+    return [int(np.argmin(np.abs(np.array(_QUADRANTS) - p).sum(1))) for p in px]
+
+
+ORIENTATIONS = [(0, False, False), (90, False, False), (-90, False, False), (180, False, False),
+                (0, True, False), (0, False, True), (90, True, False), (-90, False, True)]
+
+
+@pytest.mark.parametrize("rotation, hflip, vflip", ORIENTATIONS)
+def test_frames_come_out_as_a_player_shows_them(tmp_path, rotation, hflip, vflip):
+    # PyAV's documented meaning: turn `rotation` degrees counter-clockwise, then mirror.
+    coded = _write_oriented(tmp_path / "r.mp4", rotation, hflip, vflip)
+    shown = np.rot90(coded, rotation // 90)
+    shown = shown[:, ::-1] if hflip else shown
+    shown = shown[::-1] if vflip else shown
+    want = _corner_colours(shown)
+
+    native = next(sample_frames(tmp_path / "r.mp4", grid=None)).image
+    assert native.shape == shown.shape and native.flags.c_contiguous
+    assert _corner_colours(native) == want
+    assert _corner_colours(next(sample_frames(tmp_path / "r.mp4", grid=Grid(64, 128))).image) == want
+    assert _corner_colours(frame_at(tmp_path / "r.mp4", 0.5)) == want
+
+    info = probe(tmp_path / "r.mp4")
+    assert (info.height, info.width) == shown.shape[:2]
+    if not (hflip or vflip):
+        assert info.rotation == rotation % 360
+
+
+def test_a_portrait_recording_gets_a_portrait_grid(tmp_path):
+    _write_oriented(tmp_path / "phone.mp4", -90, size=(320, 176))  # coded landscape, shown portrait
+    info = probe(tmp_path / "phone.mp4")
+    assert (info.width, info.height, info.rotation) == (176, 320, 270)
+    g = Grid.fit(round(info.height * info.display_aspect), info.height)
+    assert g.height > g.width
+    frame = next(sample_frames(tmp_path / "phone.mp4", grid=g))
+    assert frame.image.shape == (g.height, g.width, 3)
+
+
+def test_anamorphic_pixels_count_in_the_shown_aspect(tmp_path):
+    # anamorphic video (DVD, broadcast SD): pixels wider than tall, so the picture is wider than its grid
+    with av.open(str(tmp_path / "sar.mp4"), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.sample_aspect_ratio = Fraction(16, 9)
+        for _ in range(5):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((64, 96, 3), np.uint8), format="rgb24")))
+        c.mux(s.encode())
+    info = probe(tmp_path / "sar.mp4")
+    assert (info.width, info.height) == (96, 64)
+    assert info.display_aspect == pytest.approx(96 / 64 * 16 / 9)
