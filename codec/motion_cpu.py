@@ -711,12 +711,14 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
 
 
 @numba.njit(**_JIT)
-def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, limit):
+def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, limit, trust):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
     full resolution. ``limit``: the pcost over which the exact stage is skipped (-1: none).
-    Inactive blocks (zero-vector SAD 0) keep vector 0 and key 0.
+    ``trust``: a block whose prior costs at most 1/trust of its texture keeps it without the
+    pyramid (0: never; ``codec.motion._TRUST_PRIOR``). Inactive blocks (zero-vector SAD 0) keep
+    vector 0 and key 0.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
     by, bx = h // BLOCK, w // BLOCK
@@ -732,18 +734,32 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     if not active.any():
         return vec, best_key, active
 
-    ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
-    coarse = _coarse(c3, r3p, radius // 8, lams[0], active, n_coarse)
+    # A block that its prior predicts well (cost <= texture / trust) keeps it; the rest search.
+    tex = np.full(nb, -1, np.int64)  # texture, where computed
+    search_ = active.copy()
+    if has_prior and trust > 0:
+        for b in range(nb):
+            if active[b]:
+                tex[b] = _texture(cur, b)
+                oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+                key = _exact(cur, refp, pad, lam, oy, ox, prior[b, 0], prior[b, 1], _INF)
+                if (key >> (3 * _KEY_BITS)) * trust <= tex[b]:
+                    best_key[b], vec[b, 0], vec[b, 1] = key, prior[b, 0], prior[b, 1]
+                    search_[b] = False
+
     cands = np.zeros((16, 2), np.int64)
-    src = np.zeros((max(n_coarse + 2, keep), 2), np.int64)
-    scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty((max(n_coarse + 2, keep), 9), np.int64))
-    for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
-        if active[b]:
-            _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, src, scratch)
-            cands[keep, 0], cands[keep, 1] = 0, 0
-            cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
-            best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
-                                                        _INF, 0, 0)
+    if search_.any():
+        ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
+        coarse = _coarse(c3, r3p, radius // 8, lams[0], search_, n_coarse)
+        src = np.zeros((max(n_coarse + 2, keep), 2), np.int64)
+        scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty((max(n_coarse + 2, keep), 9), np.int64))
+        for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
+            if search_[b]:
+                _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, src, scratch)
+                cands[keep, 0], cands[keep, 1] = 0, 0
+                cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
+                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, keep + 1 + has_prior,
+                                                            _INF, 0, 0)
 
     for _ in range(rounds):  # adopt a neighbour's winner: every block at once, from the last field
         old, old_key = vec.copy(), best_key.copy()
@@ -775,7 +791,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
     if limit < 0 or (best_key[active] >> (3 * _KEY_BITS)).sum() <= limit:
         for b in range(nb):
             if active[b]:
-                amb[b] = _texture(cur, b) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
+                amb[b] = (tex[b] if tex[b] >= 0 else _texture(cur, b)) <= ambiguous * (best_key[b] >> (3 * _KEY_BITS))
     if amb.any():
         y0, y1, x0, x1, spans = _reach(amb, bx, radius, pad, refp.shape[0], refp.shape[1] // 3)
         b4, b8, ranges = _boxes(refp, y0, y1, x0, x1, spans)
@@ -838,7 +854,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
     vec, key, active = search(
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
-        motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx),
+        motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx), motion._TRUST_PRIOR,
     )
     return _as_field(vec, key, by, bx, lam)
 

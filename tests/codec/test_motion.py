@@ -122,10 +122,11 @@ def test_bad_shapes_are_rejected(photo):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cpu_and_cuda_give_identical_fields(photo):
     cur, ref = shifted_pair(photo, 11, -6)
-    for method in ("fast", "exhaustive"):
+    prior = estimate_motion(ref, cur, MotionConfig(radius=24))  # the fast search's trusted-prior path too
+    for method, p in (("fast", None), ("fast", prior), ("exhaustive", None)):
         cfg = MotionConfig(radius=24, method=method)
-        on_cpu = estimate_motion(cur, ref, cfg)
-        on_gpu = estimate_motion(cur.cuda(), ref.cuda(), cfg).to("cpu")
+        on_cpu = estimate_motion(cur, ref, cfg, p)
+        on_gpu = estimate_motion(cur.cuda(), ref.cuda(), cfg, None if p is None else p.to("cuda")).to("cpu")
         assert torch.equal(on_cpu.vectors, on_gpu.vectors)
         assert torch.equal(on_cpu.cost, on_gpu.cost)
 
@@ -249,3 +250,44 @@ def test_a_frame_over_the_anchor_threshold_skips_the_exact_stage(flat_pan):
     assert skipped.pcost > exact.pcost and bool((skipped.cost >= exact.cost).all())
     assert torch.equal(fast_search(cur, ref, 64, LAM, anchor_above=skipped.pcost / skipped.n_blocks).cost, exact.cost)
     assert torch.equal(estimate_motion(cur, ref, MotionConfig(), anchor_above=per_block / 2).cost, skipped.cost)
+
+
+def test_a_prior_that_predicts_well_is_kept_and_the_field_is_the_one_a_full_search_gives(tmp_path, monkeypatch):
+    """_TRUST_PRIOR: on a pan, most blocks' previous vector costs at most 1/8 of their texture and
+    skips the pyramid; the fields are those of the full search (the trust turned off)."""
+    from videomemory.bench import synth
+    from videomemory.codec import motion
+    from videomemory.codec.decode import sample_frames
+
+    size = (256, 256)
+    truth = synth.write_video(tmp_path / "pan.mp4", synth.preset("pan", size, 3.0, seed=2), size, 10.0, seed=2)
+    frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
+    trusted, fields = [], {}
+    for trust in (8, 0):
+        monkeypatch.setattr(motion, "_TRUST_PRIOR", trust)
+        prior, out = None, []
+        for cur, ref in zip(frames[1:], frames):
+            if prior is not None and trust:
+                key = exhaustive_cost(cur, ref, prior.vectors)  # the prior's cost on this pair
+                trusted.append((key * trust <= motion.texture(cur).view_as(key)).float().mean().item())
+            prior = fast_search(cur, ref, 64, LAM, prior)
+            out.append(prior)
+        fields[trust] = out
+    assert sum(trusted) / len(trusted) > 0.3  # the path is taken (0.07-0.72 of the blocks per pair)
+    for a, b in zip(fields[8], fields[0]):
+        assert torch.equal(a.vectors, b.vectors) and torch.equal(a.cost, b.cost)
+
+
+def exhaustive_cost(cur: torch.Tensor, ref: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """The cost (SAD + lambda|d|) of given vectors (By, Bx, 2), block by block, plainly."""
+    by, bx, _ = vectors.shape
+    r = int(vectors.abs().max()) + 1
+    refp = torch.nn.functional.pad(ref[None].float(), (r, r, r, r), mode="replicate")[0].to(torch.int64)
+    out = torch.empty((by, bx), dtype=torch.int64)
+    for i in range(by):
+        for j in range(bx):
+            dy, dx = (int(v) for v in vectors[i, j])
+            a = cur[:, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16].to(torch.int64)
+            b = refp[:, r + 16 * i + dy : r + 16 * i + dy + 16, r + 16 * j + dx : r + 16 * j + dx + 16]
+            out[i, j] = (a - b).abs().sum() + LAM * (abs(dy) + abs(dx))
+    return out

@@ -201,6 +201,21 @@ def test_other_candidate_counts_keep_the_identity(photo, monkeypatch, coarse_top
     assert_same(motion_cpu.fast_search(cur, ref, 24, LAM), fast_search_torch(cur, ref, 24, LAM))
 
 
+@pytest.mark.parametrize("trust", [8, 1, 0])
+def test_kernel_and_torch_trust_the_same_priors(photo, monkeypatch, trust):
+    """Priors right, one px off and wrong, trusted at several thresholds (0: never)."""
+    from videomemory.codec import motion
+
+    monkeypatch.setattr(motion, "_TRUST_PRIOR", trust)
+    cur, ref = pair(photo, -5, 7, 96, 128)
+    prior = fast_search_torch(cur, ref, 24, LAM)
+    v = prior.vectors.clone()
+    v[::2, ::3] += 1
+    v[1::3, 1::2] = 0
+    prior = MotionField(v, prior.cost, prior.sad)
+    assert_same(motion_cpu.fast_search(cur, ref, 24, LAM, prior), fast_search_torch(cur, ref, 24, LAM, prior))
+
+
 def test_fast_kernel_equals_the_torch_search_on_generated_video(tmp_path):
     """Consecutive sampled frames of every motion class at 512x512, each with the previous field as
     prior and gamma as the anchor threshold, as the encoder calls it."""
