@@ -48,7 +48,7 @@ _HINT_REENCODE = "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about a file's video stream (before any decoding)."""
+    """What the container says about a file's video stream (its header, and the first frame's display matrix)."""
 
     source: str
     width: int  # as displayed: after the display matrix's rotation (coded 1920x1080 tagged "rotate 90": 1080x1920)

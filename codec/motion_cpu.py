@@ -736,7 +736,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
 
     # A block that its prior predicts well (cost <= texture / trust) keeps it; the rest search.
     tex = np.full(nb, -1, np.int64)  # texture, where computed
-    search_ = active.copy()
+    searching = active.copy()
     if has_prior and trust > 0:
         for b in range(nb):
             if active[b]:
@@ -745,16 +745,16 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
                 key = _exact(cur, refp, pad, lam, oy, ox, prior[b, 0], prior[b, 1], _INF)
                 if (key >> (3 * _KEY_BITS)) * trust <= tex[b]:
                     best_key[b], vec[b, 0], vec[b, 1] = key, prior[b, 0], prior[b, 1]
-                    search_[b] = False
+                    searching[b] = False
 
     cands = np.zeros((16, 2), np.int64)
-    if search_.any():
+    if searching.any():
         ycp, yrp, lpad, c3, r3p = _levels(cur, ref, radius)
-        coarse = _coarse(c3, r3p, radius // 8, lams[0], search_, n_coarse)
+        coarse = _coarse(c3, r3p, radius // 8, lams[0], searching, n_coarse)
         src = np.zeros((max(n_coarse + 2, keep), 2), np.int64)
         scratch = (np.empty(keep, np.int64), np.empty(9, np.int64), np.empty((max(n_coarse + 2, keep), 9), np.int64))
         for b in range(nb):  # the pyramid's survivors, zero and the prior, decided exactly
-            if search_[b]:
+            if searching[b]:
                 _descend(ycp, yrp, lpad, radius, lams, bx, coarse, prior, has_prior, keep, b, cands, src, scratch)
                 cands[keep, 0], cands[keep, 1] = 0, 0
                 cands[keep + 1, 0], cands[keep + 1, 1] = prior[b, 0], prior[b, 1]
