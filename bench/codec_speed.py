@@ -9,7 +9,10 @@ fast search against its batched torch version (speed; the fields must be identic
 decode + code against decode alone on the same files. The GOP coder's time is the least of 3
 runs over the video, the kernel's the least of 3 runs per pair (the exhaustive one and the torch
 one run once); they get gamma as the anchor
-threshold, as the encoder calls them, so a pair over it skips the exact stage. Agreement is also
+threshold and the previous pair's field as prior, as the encoder calls them, so a pair over
+gamma skips the exact stage and a block its prior predicts well skips the pyramid. Speeds are
+given as ms per frame and as frames per second (decoding, decode + code: wall; the searches:
+per core-second). Agreement is also
 given over the pairs the coder makes P-frames, since an anchor's field is not used (only its
 pcost, which the fast search never underestimates). core-ms counts CPU time of every thread of the
 process (``time.process_time``), so it is comparable across machines with other core counts; the
@@ -83,16 +86,17 @@ def run(quick: bool, threads: int) -> dict:
         within = total = within_matched = matched = within_p = total_p = 0
         ex_pcost = fa_pcost = 0
         identical = True
+        fields = {}  # the fast field of each pair: the next pair's prior, as the coder gives it
         for i in moving:
-            cur, ref = tensors[i], tensors[i - 1]
+            cur, ref, prior = tensors[i], tensors[i - 1], fields.get(i - 1)
             ex, w, c = timed(lambda: exhaustive_search(cur, ref, radius, lam))
             ex_wall, ex_cpu = ex_wall + w, ex_cpu + c
             # The fast search is short and the machine shared: its time is the least of 3 runs.
-            runs = [timed(lambda: fast_search(cur, ref, radius, lam, anchor_above=gamma)) for _ in range(3)]
-            fa = runs[0][0]
+            runs = [timed(lambda: fast_search(cur, ref, radius, lam, prior, anchor_above=gamma)) for _ in range(3)]
+            fa = fields[i] = runs[0][0]
             fa_wall, fa_cpu = fa_wall + min(r[1] for r in runs), fa_cpu + min(r[2] for r in runs)
             # The torch search (what CUDA runs) once: on the CPU it is the kernel's reference, not its rival.
-            ft, _, c = timed(lambda: fast_search_torch(cur, ref, radius, lam, anchor_above=gamma))
+            ft, _, c = timed(lambda: fast_search_torch(cur, ref, radius, lam, prior, anchor_above=gamma))
             ft_cpu += c
             identical &= torch.equal(ft.vectors, fa.vectors) and torch.equal(ft.cost, fa.cost)
             ok_blocks = fa.cost.double() <= ex.cost.double() * 1.01
@@ -113,6 +117,9 @@ def run(quick: bool, threads: int) -> dict:
             "video": name,
             "sampled_frames": n,
             "anchors": sum(c.role == "I" for c in codes),
+            "decode_frames_per_s": n / dec_wall,
+            "decode_and_code_frames_per_s": n / both_wall,
+            "code_frames_per_core_s": n / code_cpu,
             "decode_ms_per_frame": 1000 * dec_wall / n,
             "code_ms_per_frame": 1000 * code_wall / n,
             "code_core_ms_per_frame": 1000 * code_cpu / n,
@@ -122,6 +129,8 @@ def run(quick: bool, threads: int) -> dict:
             "exhaustive_pairs": len(moving),
             "exhaustive_ms_per_pair": 1000 * ex_wall / m,
             "fast_ms_per_pair": 1000 * fa_wall / m,
+            "exhaustive_frames_per_core_s": m / ex_cpu if ex_cpu else None,
+            "fast_frames_per_core_s": m / fa_cpu if fa_cpu else None,
             "exhaustive_core_ms_per_frame": 1000 * ex_cpu / m,
             "fast_core_ms_per_frame": 1000 * fa_cpu / m,
             "fast_torch_core_ms_per_frame": 1000 * ft_cpu / m,
@@ -156,9 +165,11 @@ def show(result: dict) -> None:
         ("decode ms/f", "decode_ms_per_frame", "{:.1f}"), ("code ms/f", "code_ms_per_frame", "{:.1f}"),
         ("code core-ms/f", "code_core_ms_per_frame", "{:.1f}"),
         ("dec+code / dec", "decode_and_code_vs_decode", "{:.2f}x"),
+        ("decode f/s", "decode_frames_per_s", "{:.0f}"), ("dec+code f/s", "decode_and_code_frames_per_s", "{:.0f}"),
         ("x realtime", "x_realtime_decode_and_code", "{:.0f}x"),
         ("exh. core-ms/f", "exhaustive_core_ms_per_frame", "{:.0f}"),
         ("fast core-ms/f", "fast_core_ms_per_frame", "{:.1f}"),
+        ("exh. f/core-s", "exhaustive_frames_per_core_s", "{:.1f}"), ("fast f/core-s", "fast_frames_per_core_s", "{:.0f}"),
         ("torch fast core-ms/f", "fast_torch_core_ms_per_frame", "{:.1f}"),
         ("kernel = torch", "fast_kernel_equals_torch", "{}"),
         ("fast within 1%", "fast_within_1pct_blocks", "{:.1%}"),
@@ -169,7 +180,7 @@ def show(result: dict) -> None:
         t.add_column(head, justify="right")
     for r in result["rows"]:
         t.add_row(*("-" if r[k] is None else fmt.format(r[k]) for _, k, fmt in cols))
-    Console(width=200).print(t)  # wide enough for every column, also when piped
+    Console(width=260).print(t)  # wide enough for every column, also when piped
 
 
 def main() -> None:
