@@ -430,13 +430,13 @@ def detail(cur: torch.Tensor) -> int:
     return motion_cpu.detail(cur)
 
 
-def _ambiguous(cur: torch.Tensor, active: torch.Tensor, best_key: torch.Tensor, limit: int) -> torch.Tensor:
-    """Rows into ``active`` of the blocks the exact search takes (see ``_AMBIGUOUS``): none when
-    the frame's pcost is over ``limit`` (-1: no limit; see ``anchor_limit``)."""
+def _ambiguous(tex: torch.Tensor, best_key: torch.Tensor, limit: int) -> torch.Tensor:
+    """Rows into the active blocks (their textures ``tex``) of those the exact search takes (see
+    ``_AMBIGUOUS``): none when the frame's pcost is over ``limit`` (-1: no limit; see ``anchor_limit``)."""
     cost = best_key >> (3 * _KEY_BITS)
     if 0 <= limit < int(cost.sum()):
         return cost.new_zeros(0)
-    return (texture(cur)[active] <= _AMBIGUOUS * cost).nonzero().squeeze(1)
+    return (tex <= _AMBIGUOUS * cost).nonzero().squeeze(1)
 
 
 def anchor_limit(anchor_above: float | None, n_blocks: int) -> int:
@@ -589,9 +589,10 @@ def fast_search_torch(
     key = scorer.keys(cand)
     best_key, idx = key.min(1)
     best = cand[rows, idx]
+    tex = texture(cur)[active]  # (N,): the trusted-prior and ambiguity tests
     if prior_v is not None and _TRUST_PRIOR > 0:  # a block its prior predicts well keeps it (see _TRUST_PRIOR)
         prior_key = key[:, -1]
-        trusted = (prior_key >> (3 * _KEY_BITS)) * _TRUST_PRIOR <= texture(cur)[active]
+        trusted = (prior_key >> (3 * _KEY_BITS)) * _TRUST_PRIOR <= tex
         best = torch.where(trusted[:, None], prior_v[:, 0], best)
         best_key = torch.where(trusted, prior_key, best_key)
     for _ in range(_PROPAGATION_ROUNDS):
@@ -603,5 +604,5 @@ def fast_search_torch(
     best, best_key = _polish(scorer, best, radius)
     best, best_key = _walk_downhill(scorer, rows, best, radius, lam)
     limit = anchor_limit(anchor_above, by * bx)
-    _exact_search(scorer, _ambiguous(cur, active, best_key, limit), radius, lam, best, best_key)
+    _exact_search(scorer, _ambiguous(tex, best_key, limit), radius, lam, best, best_key)
     return _field(best, best_key, active, by, bx, lam)
