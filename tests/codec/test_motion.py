@@ -279,15 +279,11 @@ def test_a_prior_that_predicts_well_is_kept_and_the_field_is_the_one_a_full_sear
 
 
 def exhaustive_cost(cur: torch.Tensor, ref: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """The cost (SAD + lambda|d|) of given vectors (By, Bx, 2), block by block, plainly."""
+    """The cost (SAD + lambda|d|) of given vectors (By, Bx, 2), block by block, from the prediction
+    the residual coder makes (``codec.residual.compensate``)."""
+    from videomemory.codec.residual import compensate
+
     by, bx, _ = vectors.shape
-    r = int(vectors.abs().max()) + 1
-    refp = torch.nn.functional.pad(ref[None].float(), (r, r, r, r), mode="replicate")[0].to(torch.int64)
-    out = torch.empty((by, bx), dtype=torch.int64)
-    for i in range(by):
-        for j in range(bx):
-            dy, dx = (int(v) for v in vectors[i, j])
-            a = cur[:, 16 * i : 16 * i + 16, 16 * j : 16 * j + 16].to(torch.int64)
-            b = refp[:, r + 16 * i + dy : r + 16 * i + dy + 16, r + 16 * j + dx : r + 16 * j + dx + 16]
-            out[i, j] = (a - b).abs().sum() + LAM * (abs(dy) + abs(dx))
-    return out
+    diff = (cur.to(torch.int64) - compensate(ref, vectors).to(torch.int64)).abs()  # (3, H, W)
+    sad = diff.view(3, by, 16, bx, 16).sum((0, 2, 4))
+    return sad + LAM * vectors.to(torch.int64).abs().sum(-1)
