@@ -267,8 +267,8 @@ def _orient(rgb: np.ndarray, orient: Orientation) -> np.ndarray:
 
 def _to_rgb(frame: av.VideoFrame, grid: Grid | None, orient: Orientation = _UPRIGHT) -> np.ndarray:
     """RGB pixels of a decoded frame as shown, resized to the grid (area filter down, bicubic up)."""
-    gw, gh = (None, None) if grid is None else (grid.height, grid.width) if orient[0] else (grid.width, grid.height)
-    if grid is None or (frame.width, frame.height) == (gw, gh):
+    gw, gh = (frame.width, frame.height) if grid is None else (grid.height, grid.width) if orient[0] else (grid.width, grid.height)
+    if (frame.width, frame.height) == (gw, gh):  # the coded size the grid asks for (turned, if the frames are)
         return _orient(_full_chroma(frame).to_ndarray(format="rgb24"), orient)
     down = gw * gh <= frame.width * frame.height
     return _orient(frame.to_ndarray(width=gw, height=gh, format="rgb24", interpolation="AREA" if down else "BICUBIC"), orient)
