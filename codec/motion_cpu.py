@@ -711,13 +711,15 @@ def _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, be
 
 
 @numba.njit(**_JIT)
-def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, limit, trust):
+def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds, ambiguous, limit, trust, relook):
     """The fast search on (H, 3W) uint8 RGB frames -> (vectors (By*Bx, 2), keys (By*Bx,), active).
 
     ``lams``: lambda per stage in its level's units, in the order coarse, refine at 1/4, 1/2 and
     full resolution. ``limit``: the pcost over which the exact stage is skipped (-1: none).
     ``trust``: a block whose prior costs at most 1/trust of its texture keeps it without the
-    pyramid (0: never; ``codec.motion._TRUST_PRIOR``). Inactive blocks (zero-vector SAD 0) keep
+    pyramid (0: never; ``codec.motion._TRUST_PRIOR``). ``relook``: after the walk, a block whose
+    vector costs more than 1/relook of its texture tries its neighbours' final vectors (0: none;
+    ``codec.motion._RELOOK``). Inactive blocks (zero-vector SAD 0) keep
     vector 0 and key 0.
     """
     h, w = cur.shape[0], cur.shape[1] // 3
@@ -785,6 +787,21 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             if ny != vy or nx != vx:
                 key, ny, nx = _walk(cur, refp, pad, lam, radius, b, key, ny, nx, cands)
             best_key[b], vec[b, 0], vec[b, 1] = key, ny, nx
+
+    if relook > 0:  # a block its vector predicts poorly tries its neighbours' final vectors (codec.motion._relook)
+        old, old_key = vec.copy(), best_key.copy()
+        for b in range(nb):
+            if active[b]:
+                if tex[b] < 0:
+                    tex[b] = _texture(cur, b)
+                if (old_key[b] >> (3 * _KEY_BITS)) * relook <= tex[b]:
+                    continue
+                for j, nbr in enumerate(_neighbours(b, by, bx)):
+                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
+                key, ny, nx = _choose(cur, refp, pad, lam, b, cands, 4, old_key[b], old[b, 0], old[b, 1])
+                if ny != old[b, 0] or nx != old[b, 1]:
+                    key, ny, nx = _walk(cur, refp, pad, lam, radius, b, key, ny, nx, cands)
+                best_key[b], vec[b, 0], vec[b, 1] = key, ny, nx
 
     # Ambiguous blocks get the exhaustive optimum (codec.motion._ambiguous picks the same ones).
     amb = np.zeros(nb, np.bool_)
@@ -854,7 +871,7 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
     vec, key, active = search(
         _rows(cur), _rows(ref), radius, lam, pv, has_prior,
         np.array(motion.stage_lambdas(lam), np.int64), n_coarse, motion._KEEP, motion._PROPAGATION_ROUNDS,
-        motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx), motion._TRUST_PRIOR,
+        motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx), motion._TRUST_PRIOR, motion._RELOOK,
     )
     return _as_field(vec, key, by, bx, lam)
 

@@ -131,16 +131,20 @@ def test_cpu_and_cuda_give_identical_fields(photo):
         assert torch.equal(on_cpu.cost, on_gpu.cost)
 
 
-@pytest.mark.parametrize("name", ["pan", "objects"])
-def test_fast_search_is_within_1pct_of_the_optimum_on_99pct_of_blocks_at_512(tmp_path, name):
+@pytest.mark.parametrize(("name", "duration"), [("pan", 3.0), ("objects", 3.0), ("mixed", 6.0), ("cuts", 6.0),
+                                              ("fast_pan", 3.0)])
+def test_fast_search_is_within_1pct_of_the_optimum_on_99pct_of_blocks_at_512(tmp_path, name, duration):
     """Issue 3's goal on generated 512x512 H.264 video, for every block (content entering the
-    frame and uncovered background included) of every sampled pair, each searched with the
-    previous field as prior as the encoder does: the fast cost within 1% of the exhaustive one."""
+    frame and uncovered background included) of every sampled pair, hard cuts and motion beyond
+    the window included, each searched with the previous field as prior: the fast cost within 1%
+    of the exhaustive one. (The coder also gives gamma as ``anchor_above``, so a frame it will
+    make an anchor skips the exact stage: that is tested on the pairs it predicts, below.)"""
     from videomemory.bench import synth
     from videomemory.codec.decode import sample_frames
 
     size = (512, 512)
-    truth = synth.write_video(tmp_path / f"{name}.mp4", synth.preset(name, size, 3.0, seed=1), size, 10.0, seed=1)
+    shots = synth.preset(name, size, duration, seed=1)
+    truth = synth.write_video(tmp_path / f"{name}.mp4", shots, size, 10.0, seed=1)
     frames = [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
     prior, within, pcosts = None, [], []
     for cur, ref in zip(frames[1:], frames):
@@ -154,7 +158,7 @@ def test_fast_search_is_within_1pct_of_the_optimum_on_99pct_of_blocks_at_512(tmp
         within.append(fa.cost.double() <= ex.cost.double() * 1.01)
         pcosts.append((fa.pcost, ex.pcost))
         prior = fa
-    assert len(pcosts) >= 4
+    assert len(pcosts) >= duration  # every pair but the static ones
     assert sum(f for f, _ in pcosts) <= 1.01 * sum(e for _, e in pcosts)
     share = torch.stack(within).float().mean().item()
     assert share >= 0.99, f"{name}: {share:.2%} of blocks within 1%"
