@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from videomemory.bench import synth
+from videomemory.bench.codec_truth import cut_frames, pan_vector
 from videomemory.codec.config import CodecConfig, Grid, MotionConfig
 from videomemory.codec.decode import SampledFrame, sample_frames
 from videomemory.codec.gop import CUT_REASONS, GopEncoder, encode, gop_lengths
@@ -47,21 +48,12 @@ def videos(tmp_path_factory):
     return get
 
 
-def _cut_frames(truth, frames) -> list[int]:
-    """Sampled index of the first sampled frame that shows each new shot."""
-    out = []
-    for cut in truth.cuts_s:
-        k = next(f.sampled_index for f in frames if truth.frames[f.source_index].time_s >= cut - 1e-9)
-        out.append(k)
-    return out
-
-
 @pytest.mark.parametrize("name, seed", [("cuts", 0), ("cuts", 1), ("mixed", 0), ("mixed", 2), ("fade", 0)])
 def test_every_hard_cut_starts_a_gop_at_the_cut_frame(videos, name, seed):
     truth, frames, codes = videos(name, seed=seed)
-    cut_frames = _cut_frames(truth, frames)
-    assert cut_frames, "the preset must contain cuts"
-    for k in cut_frames:
+    cuts = cut_frames(truth, frames)
+    assert cuts, "the preset must contain cuts"
+    for k in cuts:
         assert codes[k].role == "I", f"cut at sampled frame {k} ({codes[k].pts_ms} ms) was coded as P"
 
 
@@ -84,7 +76,7 @@ def test_a_cut_into_a_plain_picture_starts_a_gop_though_it_costs_under_gamma(tmp
     config = CodecConfig(grid=Grid(*size))
     frames = list(sample_frames(truth.path, fps=config.fps, grid=config.grid))
     codes = list(encode(frames, config, "cpu"))
-    (k,) = _cut_frames(truth, frames)
+    (k,) = cut_frames(truth, frames)
     assert codes[k].role == "I" and codes[k].reason == "scene", codes[k].summary()
     assert codes[k].pcost_per_block <= config.gop.gamma_per_block
     assert [c.sampled_index for c in codes if c.role == "I"] == [0, k]
@@ -127,9 +119,8 @@ def _interior(by: int, bx: int, margin: int) -> torch.Tensor:
 
 
 def _pan_vector(truth, prev, cur) -> torch.Tensor:
-    """The (dy, dx) motion vector of a pan between two sampled frames: content moved by +offset."""
-    (ox0, oy0), (ox1, oy1) = truth.frames[prev.source_index].offset, truth.frames[cur.source_index].offset
-    return torch.tensor([-(oy1 - oy0), -(ox1 - ox0)], dtype=torch.int32)
+    """The (dy, dx) motion vector of a pan between two sampled frames on the video's own grid."""
+    return torch.tensor(pan_vector(truth, prev, cur, (1.0, 1.0)), dtype=torch.int32)
 
 
 @pytest.mark.parametrize("seed", [0, 3])

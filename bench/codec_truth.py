@@ -1,0 +1,267 @@
+"""Issue 3's must-show points, checked on generated videos against their ground truth.
+
+Run:  python -m videomemory.bench.codec_truth cuts.mp4 pan.mp4    (ground truth beside each video,
+                                                                    as `videomemory synth` writes it)
+      python -m videomemory.bench.codec_truth --sweep              (writes and checks its own corpus: every
+                                                                    preset, seeds, sizes, CFR and VFR; ~10 min)
+
+Each video is sampled at 2 fps onto the codec's grid (default 512x512) and coded by the GOP rule
+with the default settings (``codec.gop.encode``). Against the ground truth it reports:
+
+* frame 0 is an anchor;
+* cuts: the first sampled frame of every new shot is an anchor (recall must be 100%);
+* false anchors: frames the pcost or scene rule made anchors that show no cut and no fade (at
+  most 1 per 100 frames on pans and moving objects);
+* static shots: every GOP that starts and ends inside one has exactly k_max + 1 frames;
+* pans: per pair of sampled frames inside a panning shot, the share of interior blocks whose
+  vector is the pan (interior: the block's content was inside the previous frame, one block
+  from the border; at least 95%), the worst pair, the same share over blocks with texture (mean
+  |difference| between neighbouring pixels over 2 per value: on a featureless sky the motion is
+  not in the pixels, and Eq. 1's optimum is a shorter vector), and the mean error per value of
+  the blocks on the pan (the residual there: H.264 noise only).
+
+A pan that is not a whole number of grid pixels (a video not of the grid's size) counts a
+vector within 1 px of it (floor or ceil of each component). Prints a table and a verdict per
+point; writes JSON (default ``results/codec_truth.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from videomemory.bench import synth
+from videomemory.bench.common import write_json
+from videomemory.codec.config import BLOCK, CodecConfig, Grid
+from videomemory.codec.decode import SampledFrame, sample_frames
+from videomemory.codec.gop import CUT_REASONS, FrameCode, encode, gop_lengths
+from videomemory.codec.motion import as_tensor, texture
+
+PAN_SHARE = 0.95  # of interior blocks on the pan (issue 3)
+TEXTURED = 2 * 2 * BLOCK * (BLOCK - 1) * 3  # texture of a block whose mean neighbour difference is 2 per value
+
+
+def cut_frames(truth: synth.GroundTruth, frames: list[SampledFrame]) -> list[int]:
+    """Sampled index of the first sampled frame that shows each new shot."""
+    shots = [truth.frames[f.source_index].shot for f in frames]
+    return [i for i in range(1, len(frames)) if shots[i] != shots[i - 1]]
+
+
+def pan_vector(truth: synth.GroundTruth, prev: SampledFrame, cur: SampledFrame, scale: tuple[float, float]) -> np.ndarray:
+    """The (dy, dx) vector of a pan between two sampled frames in grid px (content moved by +offset);
+    ``scale`` is (grid height / video height, grid width / video width)."""
+    (ox0, oy0), (ox1, oy1) = truth.frames[prev.source_index].offset, truth.frames[cur.source_index].offset
+    return np.array([-(oy1 - oy0) * scale[0], -(ox1 - ox0) * scale[1]])
+
+
+def interior(shape: tuple[int, int], want: np.ndarray) -> np.ndarray:
+    """Blocks (By, Bx) one block from the border whose content, moved by ``want``, lay inside the previous frame."""
+    by, bx = shape
+    ys, xs = np.meshgrid(np.arange(by) * BLOCK, np.arange(bx) * BLOCK, indexing="ij")
+    ry, rx = ys + want[0], xs + want[1]
+    inside = (ry >= 0) & (rx >= 0) & (ry + BLOCK <= by * BLOCK) & (rx + BLOCK <= bx * BLOCK)
+    inside[[0, -1], :] = False
+    inside[:, [0, -1]] = False
+    return inside
+
+
+def on_pan(vectors: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Blocks whose vector is the pan: equal to it, or within 1 px of a component that is not whole."""
+    ok = np.ones(vectors.shape[:2], bool)
+    for c in range(2):
+        w = want[c]
+        ok &= (vectors[..., c] == w) if float(w).is_integer() else (np.abs(vectors[..., c] - w) < 1)
+    return ok
+
+
+@dataclass
+class _Shot:
+    """What the checks need of one shot."""
+
+    static: bool
+    pan: bool
+    fading: bool
+
+
+def _shots(truth: synth.GroundTruth) -> list[_Shot]:
+    out = []
+    for s in truth.shots:
+        moving = s.pan != (0.0, 0.0)
+        still = not moving and not s.sprites and not s.zoom
+        out.append(_Shot(still and not (s.fade_in_s or s.fade_out_s), moving and not s.sprites and not s.zoom,
+                         bool(s.fade_in_s or s.fade_out_s)))
+    return out
+
+
+def check(truth: synth.GroundTruth, config: CodecConfig = CodecConfig()) -> dict:
+    """Code one generated video and measure every must-show point against its ground truth."""
+    frames = list(sample_frames(truth.path, fps=config.fps, grid=config.grid))
+    codes: list[FrameCode] = list(encode(frames, config, "cpu"))
+    n = len(codes)
+    shot_of = [truth.frames[f.source_index].shot for f in frames]
+    shots = _shots(truth)
+    cuts = cut_frames(truth, frames)
+    missed = [k for k in cuts if codes[k].role != "I"]
+
+    def fading(i: int) -> bool:
+        f, s = truth.frames[frames[i].source_index], truth.shots[shot_of[i]]
+        return bool(s.fade_in_s or s.fade_out_s) and f.alpha < 1.0
+
+    false = [c.sampled_index for i, c in enumerate(codes)
+             if i and c.reason in CUT_REASONS and i not in cuts and not fading(i) and not fading(i - 1)]
+
+    # Static shots: GOPs that start and end inside one.
+    k = config.gop.k_max + 1
+    static_gops, static_bad = 0, []
+    anchors = [i for i, c in enumerate(codes) if c.role == "I"] + [n]
+    for a, b in zip(anchors, anchors[1:]):
+        if shots[shot_of[a]].static and b < n and shot_of[b - 1] == shot_of[a] and shot_of[b] == shot_of[a]:
+            static_gops += 1
+            if b - a != k:
+                static_bad.append((a, b - a))
+
+    # Pans: each pair of sampled frames inside one panning shot.
+    scale = (config.grid.height / truth.height, config.grid.width / truth.width)
+    shares, textured_shares, residual = [], [], []
+    for i in range(1, n):
+        if shot_of[i] != shot_of[i - 1] or not shots[shot_of[i]].pan or fading(i) or fading(i - 1):
+            continue
+        want = pan_vector(truth, frames[i - 1], frames[i], scale)
+        field = codes[i].motion
+        if field is None or not want.any():
+            continue
+        v = field.vectors.numpy()
+        inside = interior(v.shape[:2], want)
+        if not inside.any():
+            continue
+        hits = on_pan(v, want) & inside
+        shares.append(hits.sum() / inside.sum())
+        tex = texture(as_tensor(frames[i].image)).numpy()
+        rich = inside & (tex.reshape(v.shape[:2]) > TEXTURED)
+        if rich.any():
+            textured_shares.append((hits & rich).sum() / rich.sum())
+        if hits.any():
+            residual.append(float(field.sad.numpy()[hits].mean()) / (BLOCK * BLOCK * 3))
+    return {
+        "video": Path(truth.path).name,
+        "size": f"{truth.width}x{truth.height}",
+        "vfr": truth.vfr,
+        "grid": f"{config.grid.width}x{config.grid.height}",
+        "sampled_frames": n,
+        "anchors": sum(c.role == "I" for c in codes),
+        "frame0_anchor": bool(codes and codes[0].role == "I"),
+        "cuts": len(cuts),
+        "cuts_missed": missed,
+        "false_anchors": false,
+        "false_anchors_allowed": math.floor(n / 100),
+        "static_gops": static_gops,
+        "static_gops_not_k_max_plus_1": static_bad,
+        "pan_pairs": len(shares),
+        "pan_share_mean": float(np.mean(shares)) if shares else None,
+        "pan_share_worst": float(np.min(shares)) if shares else None,
+        "pan_share_textured_worst": float(np.min(textured_shares)) if textured_shares else None,
+        "pan_residual_per_value": float(np.mean(residual)) if residual else None,
+    }
+
+
+def verdicts(rows: list[dict]) -> dict[str, bool]:
+    """Each must-show point over all rows (a point no row exercises passes vacuously, and says so)."""
+    pans = [r for r in rows if r["pan_pairs"]]
+    moving = [r for r in rows if not r["cuts"]]
+    return {
+        "frame 0 is an anchor": all(r["frame0_anchor"] for r in rows),
+        "every cut starts a GOP at the cut frame": all(not r["cuts_missed"] for r in rows),
+        "<= 1 false anchor per 100 frames (videos without cuts)": all(
+            len(r["false_anchors"]) <= r["false_anchors_allowed"] for r in moving),
+        "static GOPs are exactly k_max + 1": all(not r["static_gops_not_k_max_plus_1"] for r in rows),
+        f"pan vector on >= {PAN_SHARE:.0%} of the interior blocks with texture, every pair": all(
+            r["pan_share_textured_worst"] is None or r["pan_share_textured_worst"] >= PAN_SHARE for r in pans),
+        f"pan vector on >= {PAN_SHARE:.0%} of all interior blocks, over each pan": all(
+            r["pan_share_mean"] >= PAN_SHARE for r in pans),
+        f"pan vector on >= {PAN_SHARE:.0%} of all interior blocks, every pair": all(
+            r["pan_share_worst"] >= PAN_SHARE for r in pans),
+    }
+
+
+SWEEP = (
+    # (size, seeds, fps, vfr, presets)
+    ((512, 512), (0, 1, 2), 30.0, False, synth.PRESETS),
+    ((1280, 720), (3,), 30.0, True, synth.PRESETS),
+    ((1920, 1080), (4,), 25.0, False, ("pan", "cuts")),
+    ((640, 480), (5,), 24.0, True, ("pan", "objects", "cuts")),
+    ((64, 48), (6,), 30.0, False, ("pan", "cuts", "static")),
+)
+
+
+def sweep(folder: Path, duration: float) -> list[synth.GroundTruth]:
+    """Write the sweep's corpus into ``folder``; return the ground truths."""
+    out = []
+    for size, seeds, fps, vfr, presets in SWEEP:
+        for name in presets:
+            for seed in seeds:
+                path = folder / f"{name}-{size[0]}x{size[1]}-{seed}{'-vfr' if vfr else ''}.mp4"
+                out.append(synth.write_preset(name, path, size, duration, fps, vfr=vfr, seed=seed))
+    return out
+
+
+def show(rows: list[dict], verdict: dict[str, bool]) -> None:
+    """Print the rows and the verdicts."""
+    t = Table(title="issue 3's must-show points against the ground truth (GOP rule, default settings)")
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    for head in ("video", "grid", "frames", "I", "cuts missed", "false anchors", "static GOPs off",
+                 "pan pairs", "pan mean", "pan worst", "textured worst", "residual /value"):
+        t.add_column(head, justify="right")
+    for r in rows:
+        t.add_row(r["video"], r["grid"], str(r["sampled_frames"]), str(r["anchors"]),
+                  f"{len(r['cuts_missed'])} of {r['cuts']}",
+                  f"{len(r['false_anchors'])} (≤ {r['false_anchors_allowed']})" if not r["cuts"] else str(len(r["false_anchors"])),
+                  f"{len(r['static_gops_not_k_max_plus_1'])} of {r['static_gops']}", str(r["pan_pairs"]),
+                  pct(r["pan_share_mean"]), pct(r["pan_share_worst"]), pct(r["pan_share_textured_worst"]),
+                  "-" if r["pan_residual_per_value"] is None else f"{r['pan_residual_per_value']:.2f}")
+    console = Console(width=200)
+    console.print(t)
+    for point, ok in verdict.items():
+        console.print(f"{'PASS' if ok else 'FAIL'}  {point}")
+
+
+def _load(video: Path) -> synth.GroundTruth:
+    """A video's ground truth from the .json beside it (its path: where the video is now)."""
+    truth = synth.GroundTruth.load_json(video.with_suffix(".json"))
+    truth.path = str(video)
+    return truth
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("videos", nargs="*", type=Path, help="generated videos, each with its .json ground truth beside it")
+    ap.add_argument("--sweep", action="store_true", help="write and check the built-in corpus")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per video of the sweep")
+    ap.add_argument("--grid", default="512x512", help="the codec's grid WIDTHxHEIGHT (default: the codec's own)")
+    ap.add_argument("--out", type=Path, default=Path("results/codec_truth.json"))
+    args = ap.parse_args()
+    if not args.videos and not args.sweep:
+        ap.error("give generated videos (videomemory synth PRESET PATH) or --sweep")
+    config = CodecConfig(grid=Grid.parse(args.grid))
+    with tempfile.TemporaryDirectory(prefix="vm-truth-") as tmp:
+        truths = [_load(v) for v in args.videos]
+        if args.sweep:
+            truths += sweep(Path(tmp), args.duration)
+        rows = []
+        for truth in truths:
+            rows.append(check(truth, config))
+            print(f"checked {rows[-1]['video']}", flush=True)
+    verdict = verdicts(rows)
+    show(rows, verdict)
+    write_json({"benchmark": "codec_truth", "grid": args.grid, "rows": rows, "verdicts": verdict}, args.out)
+
+
+if __name__ == "__main__":
+    main()
