@@ -7,6 +7,8 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
+
 from videomemory.bench import codec_truth, synth
 from videomemory.codec.config import CodecConfig, Grid
 
@@ -50,3 +52,15 @@ def test_the_command_checks_videos_that_synth_wrote(tmp_path):
     assert "PASS  every cut starts a GOP at the cut frame" in run.stdout
     result = json.loads(out.read_text())
     assert result["rows"][0]["pan_pairs"] == 7 and result["rows"][0]["video"] == "pan.mp4"
+
+
+def test_trackable_blocks_have_gradient_in_both_directions():
+    """Flat and straight-edged blocks leave the motion along them open; a photo's detail does not."""
+    from skimage import data
+
+    flat = np.full((32, 64, 3), 120, np.uint8)
+    edge = flat.copy()
+    edge[:, 24:] = 200  # a vertical edge through the middle of the second block: every dy fits
+    photo = data.immunohistochemistry()[100:132, 100:164]
+    assert not codec_truth.trackable(flat).any() and not codec_truth.trackable(edge).any()
+    assert codec_truth.trackable(photo).all()
