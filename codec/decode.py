@@ -246,19 +246,20 @@ def _orientation(frame: av.VideoFrame) -> Orientation:
     The matrix maps a coded pixel (x, y) to the shown (a*x + c*y, b*x + d*y) (libavutil/display.h;
     a, b, c, d are its entries 0, 1, 3, 4). Angles between quarter turns go to the nearest one.
     """
-    for data in frame.side_data:
-        if data.type == _SideData.DISPLAYMATRIX:
-            a, b, _, c, d = struct.unpack("=9i", bytes(data)[:36])[:5]
-            if abs(a) + abs(d) >= abs(b) + abs(c):
-                return False, d < 0, a < 0  # x' = a*x, y' = d*y
-            return True, b < 0, c < 0  # x' = c*y, y' = b*x: the shown rows are the coded columns
-    return _UPRIGHT
+    # Looked up by key: PyAV 18.1.0 iterated the container's values, 18.1.1 iterates its keys.
+    data = frame.side_data.get(_SideData.DISPLAYMATRIX)
+    if data is None:
+        return _UPRIGHT
+    a, b, _, c, d = struct.unpack("=9i", bytes(data)[:36])[:5]
+    if abs(a) + abs(d) >= abs(b) + abs(c):
+        return False, d < 0, a < 0  # x' = a*x, y' = d*y
+    return True, b < 0, c < 0  # x' = c*y, y' = b*x: the shown rows are the coded columns
 
 
 def _orient(rgb: np.ndarray, orient: Orientation) -> np.ndarray:
     """An (H, W, 3) image turned as ``orient`` says (C-contiguous: the kernels and torch need it)."""
     if orient == _UPRIGHT:
-        return rgb
+        return np.ascontiguousarray(rgb)  # PyAV 18.1.1 gives a frame's rows with their padding, a strided view
     transpose, flip_rows, flip_cols = orient
     if transpose:
         rgb = rgb.transpose(1, 0, 2)
