@@ -43,7 +43,8 @@ from videomemory.bench import synth
 from videomemory.bench.common import write_json
 from videomemory.codec.config import BLOCK, CodecConfig, Grid
 from videomemory.codec.decode import SampledFrame, sample_frames
-from videomemory.codec.gop import CUT_REASONS, FrameCode, encode, gop_lengths
+from videomemory.codec.gop import CUT_REASONS, FrameCode, encode
+from videomemory.errors import VideoMemoryError
 
 PAN_SHARE = 0.95  # of interior blocks on the pan (issue 3)
 TRACKABLE = 2.0  # luma gradient (per value, RMS) a block must have in its weakest direction
@@ -253,11 +254,31 @@ def show(rows: list[dict], verdict: dict[str, bool]) -> None:
         console.print(f"{'PASS' if ok else 'FAIL'}  {point}")
 
 
-def _load(video: Path) -> synth.GroundTruth:
-    """A video's ground truth from the .json beside it (its path: where the video is now)."""
-    truth = synth.GroundTruth.load_json(video.with_suffix(".json"))
+def load_truth(video: Path) -> synth.GroundTruth:
+    """A generated video's ground truth from the .json beside it (its path: where the video is now)."""
+    sidecar = video.with_suffix(".json")
+    if not video.is_file():
+        raise FileNotFoundError(f"{video}: no such video")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{video}: no ground truth beside it ({sidecar.name}); "
+                                "check videos that `videomemory synth PRESET PATH` wrote, or use --sweep")
+    truth = synth.GroundTruth.load_json(sidecar)
     truth.path = str(video)
     return truth
+
+
+def run(videos: list[Path], grid: str = "512x512", sweep_s: float | None = None) -> dict:
+    """Check ``videos`` (and, with ``sweep_s``, the sweep's corpus of videos that long) -> the JSON-ready result."""
+    config = CodecConfig(grid=Grid.parse(grid))
+    with tempfile.TemporaryDirectory(prefix="vm-truth-") as tmp:
+        truths = [load_truth(v) for v in videos]
+        if sweep_s:
+            truths += sweep(Path(tmp), sweep_s)
+        rows = []
+        for truth in truths:
+            rows.append(check(truth, config))
+            print(f"checked {rows[-1]['video']}", flush=True)
+    return {"benchmark": "codec_truth", "grid": grid, "rows": rows, "verdicts": verdicts(rows)}
 
 
 def main() -> None:
@@ -271,18 +292,12 @@ def main() -> None:
     args = ap.parse_args()
     if not args.videos and not args.sweep:
         ap.error("give generated videos (videomemory synth PRESET PATH) or --sweep")
-    config = CodecConfig(grid=Grid.parse(args.grid))
-    with tempfile.TemporaryDirectory(prefix="vm-truth-") as tmp:
-        truths = [_load(v) for v in args.videos]
-        if args.sweep:
-            truths += sweep(Path(tmp), args.duration)
-        rows = []
-        for truth in truths:
-            rows.append(check(truth, config))
-            print(f"checked {rows[-1]['video']}", flush=True)
-    verdict = verdicts(rows)
-    show(rows, verdict)
-    write_json({"benchmark": "codec_truth", "grid": args.grid, "rows": rows, "verdicts": verdict}, args.out)
+    try:
+        result = run(args.videos, args.grid, args.duration if args.sweep else None)
+    except (FileNotFoundError, ValueError, VideoMemoryError) as e:
+        ap.exit(2, f"error: {e}\n")
+    show(result["rows"], result["verdicts"])
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

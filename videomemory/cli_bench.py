@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-bench = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmarks: the matched-budget evaluation suite.")
+bench = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmarks: the matched-budget evaluation suite; issue 3's checks on generated videos.")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:
@@ -62,3 +62,31 @@ def eval_command(
     typer.echo(report(result))
     typer.echo(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, {out / 'fidelity_vs_tokens.png'}, "
                f"{out / 'cost_spread.png'} in {result['wall_s']:.0f} s")
+
+
+@bench.command("truth")
+def truth_command(
+    videos: list[Path] = typer.Argument(None, help="Videos `videomemory synth` wrote (their .json ground truth beside them)."),
+    sweep: bool = typer.Option(False, "--sweep", help="Also write and check the built-in corpus (36 videos, ~8 min)."),
+    duration: float = typer.Option(20.0, "--duration", min=4.0, help="Seconds per video of the sweep."),
+    grid: str = typer.Option("512x512", "--grid", help="The codec's grid WIDTHxHEIGHT."),
+    out: Path = typer.Option(Path("results/codec_truth.json"), "--out", help="Where to write the JSON."),
+) -> None:
+    """Check cut recall, false anchors, static GOPs and the pan's vectors against the ground truth."""
+    if not videos and not sweep:
+        raise typer.BadParameter("give generated videos (videomemory synth PRESET PATH) or --sweep", param_hint="VIDEOS")
+    from videomemory.bench import codec_truth
+    from videomemory.bench.common import write_json
+    from videomemory.codec.config import Grid
+    from videomemory.errors import InvalidArgument
+
+    try:
+        Grid.parse(grid)
+    except InvalidArgument as e:
+        raise typer.BadParameter(str(e), param_hint="--grid") from None
+    try:
+        result = codec_truth.run(list(videos or []), grid, duration if sweep else None)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="VIDEOS") from None
+    codec_truth.show(result["rows"], result["verdicts"])
+    write_json(result, out)

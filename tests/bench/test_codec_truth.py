@@ -47,11 +47,20 @@ def test_the_command_checks_videos_that_synth_wrote(tmp_path):
            "--seed", "3", "--fps", "10"]
     subprocess.run(cli, check=True, capture_output=True)
     out = tmp_path / "truth.json"
-    run = subprocess.run([sys.executable, "-m", "videomemory.bench.codec_truth", str(video), "--grid", "256x256",
+    run = subprocess.run([sys.executable, "-m", "videomemory", "bench", "truth", str(video), "--grid", "256x256",
                           "--out", str(out)], check=True, capture_output=True, text=True)
     assert "PASS  every cut starts a GOP at the cut frame" in run.stdout
     result = json.loads(out.read_text())
     assert result["rows"][0]["pan_pairs"] == 7 and result["rows"][0]["video"] == "pan.mp4"
+    # A video without its ground truth, and a grid the codec cannot use: a message, exit 2, no traceback.
+    video.with_suffix(".json").unlink()
+    said = []
+    for args in ([str(video)], [str(tmp_path / "gone.mp4")], ["--sweep", "--grid", "500x500"]):
+        bad = subprocess.run([sys.executable, "-m", "videomemory", "bench", "truth", *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        said.append(" ".join(bad.stderr.replace("│", " ").split()))
+    assert "no ground truth beside it (pan.json)" in said[0] and "no such video" in said[1]
+    assert "multiples of 32" in said[2]
 
 
 def test_trackable_blocks_have_gradient_in_both_directions():
