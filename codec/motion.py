@@ -424,9 +424,7 @@ def _relook(
     m = poor.shape[0]
     if m == 0:
         return best, best_key
-    full = torch.zeros((by * bx, 2), dtype=torch.int64, device=best.device)
-    full[scorer.active] = best
-    cand = torch.cat([best[poor, None, :], _neighbours(full, by, bx)[scorer.active][poor]], 1)  # (M, 5, 2)
+    cand = torch.cat([best[poor, None, :], _neighbour_vectors(best, scorer.active, by, bx)[poor]], 1)  # (M, 5, 2)
     sad = scorer._gather_sad(poor[:, None].expand(m, 5).reshape(-1), cand.reshape(-1, 2)).view(m, 5)
     key, idx = _key(sad + lam * cand.abs().sum(-1), cand).min(1)
     win = cand[torch.arange(m, device=best.device), idx]
@@ -541,6 +539,14 @@ def _field(d: torch.Tensor, key: torch.Tensor, active: torch.Tensor, by: int, bx
     return MotionField(vec.view(by, bx, 2), cost.view(by, bx), sad.view(by, bx))
 
 
+def _neighbour_vectors(best: torch.Tensor, active: torch.Tensor, by: int, bx: int) -> torch.Tensor:
+    """The vectors of each active block's 4 neighbours, (N, 4, 2), from the active blocks' vectors
+    ``best`` (N, 2); an inactive neighbour's is 0."""
+    full = torch.zeros((by * bx, 2), dtype=torch.int64, device=best.device)
+    full[active] = best
+    return _neighbours(full, by, bx)[active]
+
+
 def _neighbours(d: torch.Tensor, by: int, bx: int) -> torch.Tensor:
     """The vectors of each block's 4 neighbours (edge blocks repeat their own), (By*Bx, 4, 2)."""
     f = d.view(by, bx, 2)
@@ -629,9 +635,7 @@ def fast_search_torch(
         best = torch.where(trusted[:, None], prior_v[:, 0], best)
         best_key = torch.where(trusted, prior_key, best_key)
     for _ in range(_PROPAGATION_ROUNDS):
-        full = torch.zeros((by * bx, 2), dtype=torch.int64, device=dev)
-        full[active] = best
-        cand = torch.cat([best[:, None, :], _neighbours(full, by, bx)[active]], 1)
+        cand = torch.cat([best[:, None, :], _neighbour_vectors(best, active, by, bx)], 1)
         best_key, idx = scorer.keys(cand).min(1)
         best = cand[rows, idx]
     best, best_key = _polish(scorer, best, radius)

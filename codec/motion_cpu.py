@@ -767,10 +767,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
         old, old_key = vec.copy(), best_key.copy()
         for b in range(nb):
             if active[b]:
-                for j, nbr in enumerate(_neighbours(b, by, bx)):
-                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
-                best_key[b], vec[b, 0], vec[b, 1] = _choose(cur, refp, pad, lam, b, cands, 4, old_key[b], old[b, 0],
-                                                            old[b, 1])
+                best_key[b], vec[b, 0], vec[b, 1] = _adopt(cur, refp, pad, lam, b, by, bx, old, old_key, cands)
 
     for b in range(nb):  # polish: the winner, its 8 neighbouring vectors and 5 shorter ones
         if active[b]:
@@ -796,9 +793,7 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
                     tex[b] = _texture(cur, b)
                 if (old_key[b] >> (3 * _KEY_BITS)) * relook <= tex[b]:
                     continue
-                for j, nbr in enumerate(_neighbours(b, by, bx)):
-                    cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
-                key, ny, nx = _choose(cur, refp, pad, lam, b, cands, 4, old_key[b], old[b, 0], old[b, 1])
+                key, ny, nx = _adopt(cur, refp, pad, lam, b, by, bx, old, old_key, cands)
                 if ny != old[b, 0] or nx != old[b, 1]:
                     key, ny, nx = _walk(cur, refp, pad, lam, radius, b, key, ny, nx, cands)
                 best_key[b], vec[b, 0], vec[b, 1] = key, ny, nx
@@ -819,6 +814,15 @@ def search(cur, ref, radius, lam, prior, has_prior, lams, n_coarse, keep, rounds
             if amb[b]:
                 _exact_block(cur, refp, pad, radius, lam, b4, b8, ranges, y0, x0, b, vec, best_key, exact_scratch)
     return vec, best_key, active
+
+
+@numba.njit(**_BARE)
+def _adopt(cur, refp, pad, lam, b, by, bx, old, old_key, cands):
+    """Block ``b``'s vector in field ``old`` (keys ``old_key``) or one of its 4 neighbours' there,
+    whichever has the least exact key -> (key, dy, dx)."""
+    for j, nbr in enumerate(_neighbours(b, by, bx)):
+        cands[j, 0], cands[j, 1] = old[nbr, 0], old[nbr, 1]
+    return _choose(cur, refp, pad, lam, b, cands, 4, old_key[b], old[b, 0], old[b, 1])
 
 
 @numba.njit(**_BARE)
