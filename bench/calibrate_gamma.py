@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from videomemory.bench import synth
+from videomemory.bench.codec_truth import cut_frames
 from videomemory.codec.config import CodecConfig, GopConfig, Grid
 from videomemory.codec.decode import sample_frames
 from videomemory.codec.gop import calibrate_gamma, encode, median_p_per_gop
@@ -38,8 +39,8 @@ def pcost_series(name: str, size: tuple[int, int], duration: float, seed: int, f
     config = CodecConfig(grid=Grid(*size))
     frames = list(sample_frames(truth.path, fps=config.fps, grid=config.grid))
     codes = list(encode(frames, config, "auto"))
-    shots = [truth.frames[f.source_index].shot for f in frames]
-    is_cut = [i > 0 and shots[i] != shots[i - 1] for i in range(len(frames))]
+    cuts = set(cut_frames(truth, frames))
+    is_cut = [i in cuts for i in range(len(frames))]
     return {"preset": name, "seed": seed, "series": [c.pcost_per_block for c in codes], "is_cut": is_cut}
 
 

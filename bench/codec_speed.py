@@ -112,7 +112,7 @@ def run(quick: bool, threads: int) -> dict:
             # entering the frame or uncovered, where the optimum is a minimum over noise.
             ok = ex.sad <= MATCHED_SAD
             matched += int(ok.sum())
-            within_matched += int(((fa.cost.double() <= ex.cost.double() * 1.01) & ok).sum())
+            within_matched += int((ok_blocks & ok).sum())
             ex_pcost += ex.pcost
             fa_pcost += fa.pcost
         m = max(1, len(moving))

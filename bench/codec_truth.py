@@ -110,13 +110,13 @@ class _Shot:
     beyond: bool  # its pan moves further than the search window between sampled frames
 
 
-def _shots(truth: synth.GroundTruth, config: CodecConfig) -> list[_Shot]:
-    scale = (config.grid.width / truth.width, config.grid.height / truth.height)
+def _shots(truth: synth.GroundTruth, config: CodecConfig, scale: tuple[float, float]) -> list[_Shot]:
     out = []
     for s in truth.shots:
         moving = s.pan != (0.0, 0.0)
         still = not moving and not s.sprites and not s.zoom
-        step = max(abs(v) * k for v, k in zip(s.pan, scale)) / config.fps  # grid px per sampled frame
+        vx, vy = s.pan
+        step = max(abs(vy) * scale[0], abs(vx) * scale[1]) / config.fps  # grid px per sampled frame
         out.append(_Shot(still and not (s.fade_in_s or s.fade_out_s), moving and not s.sprites and not s.zoom,
                          step > config.motion.radius))
     return out
@@ -128,7 +128,8 @@ def check(truth: synth.GroundTruth, config: CodecConfig = CodecConfig()) -> dict
     codes: list[FrameCode] = list(encode(frames, config, "cpu"))
     n = len(codes)
     shot_of = [truth.frames[f.source_index].shot for f in frames]
-    shots = _shots(truth, config)
+    scale = (config.grid.height / truth.height, config.grid.width / truth.width)  # grid px per video px: (y, x)
+    shots = _shots(truth, config, scale)
     cuts = cut_frames(truth, frames)
     missed = [k for k in cuts if codes[k].role != "I"]
 
@@ -151,7 +152,6 @@ def check(truth: synth.GroundTruth, config: CodecConfig = CodecConfig()) -> dict
                 static_bad.append((a, b - a))
 
     # Pans: each pair of sampled frames inside one panning shot.
-    scale = (config.grid.height / truth.height, config.grid.width / truth.width)
     shares, trackable_shares, residual = [], [], []
     for i in range(1, n):
         if (shot_of[i] != shot_of[i - 1] or not shots[shot_of[i]].pan or shots[shot_of[i]].beyond or fading(i)
@@ -195,7 +195,8 @@ def check(truth: synth.GroundTruth, config: CodecConfig = CodecConfig()) -> dict
 
 
 def verdicts(rows: list[dict]) -> dict[str, bool]:
-    """Each must-show point over all rows (a point no row exercises passes vacuously, and says so)."""
+    """Each must-show point over all rows. A point no row exercises passes vacuously: the table's
+    counts (cuts, static GOPs, pan pairs) say what each video put to the test."""
     pans = [r for r in rows if r["pan_pairs"]]
     moving = [r for r in rows if not r["cuts"]]
     return {
