@@ -60,6 +60,8 @@ class IngestResult:
     content_class: str = ""
     error: str = ""  # the message when failed
     error_status: str = ""  # its gRPC status name
+    stored_source: str = ""  # when skipped: the source the stored entry was coded from (maybe another path)
+    stored_at: str = ""  # when skipped: when that entry was committed (ISO 8601, UTC)
 
     @property
     def x_realtime(self) -> float:
@@ -167,6 +169,8 @@ def ingest_video(
         result.status, result.frames, result.segments = "skipped", video.frames, video.segments
         result.duration_s, result.stored_bytes = video.duration_ms / 1000, video.stored_bytes
         result.tokens_per_min, result.content_class = video.tokens_per_min, video.content_class
+        result.stored_source = video.source_uri
+        result.stored_at = video.created_at.isoformat(timespec="seconds") if video.created_at else ""
         result.seconds = time.perf_counter() - t0
         return result
     if on_progress:

@@ -47,6 +47,13 @@ def _kb(n: float) -> str:
     return f"{n / 1e3:,.0f}"
 
 
+def _already(r) -> str:
+    """Why an ingest was skipped, saying where and when the stored copy came from."""
+    when = f" on {r.stored_at.replace('T', ' ')}" if r.stored_at else ""
+    where = "" if r.stored_source == r.source else f" from {r.stored_source}"
+    return f"already indexed{when}{where} (the same content; nothing re-coded, `index --replace` re-codes it)"
+
+
 def _print_video(video, segments: list[dict]) -> None:
     """A stored video's summary line and its GOP table."""
     from videomemory.memory.ids import FrameId
@@ -172,6 +179,9 @@ def index(
         out.print(table)
         for r in failed:
             err.print(f"[bold red]failed:[/] {r.error}", highlight=False)
+        for r in results:
+            if r.status == "skipped" and r.stored_source != r.source:
+                out.print(f"{escape(Path(r.source).name)}: {escape(_already(r))}", highlight=False)
         out.print(
             f"{summary['indexed']} indexed, {summary['skipped']} already there, {summary['failed']} failed; "
             f"{media:.1f} s of video at {summary['x_realtime']}x realtime."
@@ -354,7 +364,7 @@ def demo(
     embedder = load_embedder(None)
     if not st.has_embeddings(v, embedder.name):
         embed_video(st, v, embedder)
-    what = "already indexed (re-ingest is a no-op)" if result.status == "skipped" else (
+    what = _already(result) if result.status == "skipped" else (
         f"indexed in {result.seconds:.1f} s ({result.x_realtime:.1f}x realtime)")
     out.print(f"[bold]1. Index[/]  {video.name}: {what} into {st.uri}, tenant {tenant!r}, key {v.key}.")
     _print_video(v, st.segments(v).to_pylist())

@@ -61,6 +61,19 @@ def test_reingest_is_a_no_op(videos, store):
     _assert_exactly_once(store, "default", first.key)
 
 
+def test_a_copy_elsewhere_is_skipped_and_says_which_file_the_stored_code_came_from(videos, store, tmp_path):
+    first = ingest_video(store, videos["cuts"])
+    copy = tmp_path / "elsewhere" / "renamed.mp4"
+    copy.parent.mkdir()
+    shutil.copy(videos["cuts"], copy)
+    again = ingest_video(store, copy)
+    assert again.status == "skipped" and again.key == first.key
+    assert again.stored_source == str(videos["cuts"]) != again.source
+    stored = store.get_video("default", first.key)
+    assert again.stored_at == stored.created_at.isoformat(timespec="seconds") and again.stored_at[:4] >= "2026"
+    assert first.stored_source == first.stored_at == ""  # only a skip has an earlier entry to point to
+
+
 def test_replace_swaps_the_code_atomically_and_drops_the_old_rows(videos, store):
     first = ingest_video(store, videos["cuts"], config=CodecConfig(fps=2.0))
     second = ingest_video(store, videos["cuts"], config=CodecConfig(fps=1.0), replace=True)

@@ -35,6 +35,12 @@ def test_index_list_inspect_cite_plot(videos, tmp_path):
 
     res = runner.invoke(app, ["index", str(folder / "cuts.mp4"), "--store", store])
     assert res.exit_code == 0 and "1 already there" in res.stdout
+    assert "renamed" not in res.stdout  # the same path: no need to say where the stored code came from
+    shutil.copy(videos["cuts"], tmp_path / "renamed.mp4")
+    res = runner.invoke(app, ["index", str(tmp_path / "renamed.mp4"), "--store", store])
+    said = "".join(res.stdout.split())  # rich wraps and folds long lines
+    assert res.exit_code == 0 and "renamed.mp4:alreadyindexedon20" in said
+    assert f"from{folder / 'cuts.mp4'}" in said and "--replace" in said
 
     res = runner.invoke(app, ["list", "--store", store, "--json"])
     assert [v["key"] for v in _lines(res.stdout)] == [key]
