@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -39,6 +41,17 @@ def test_encode_table_names_roles_and_gop_lengths(tmp_path):
     result = runner.invoke(app, ["encode", str(video), "--grid", "64x64"])
     assert result.exit_code == 0, result.output
     assert "GOP" in result.stdout and " I " in result.stdout
+
+
+def test_a_table_piped_to_a_file_keeps_its_column_names_whole(tmp_path):
+    # Off a terminal rich assumes 80 columns and cut the encode table's 13 columns to "fr…", "ro…".
+    video = write_counter_video(tmp_path / "c.mp4", 40, 20.0, size=(64, 64))
+    run = subprocess.run([sys.executable, "-m", "videomemory", "encode", str(video), "--grid", "64x64"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    header = next(line for line in run.stdout.splitlines() if "frame" in line)
+    for name in ("frame", "pts ms", "role", "pcost/block", "motion px", "why anchor", "GOP len", "class", "tokens", "PSNR dB"):
+        assert name in header, (name, header)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

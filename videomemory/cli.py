@@ -21,7 +21,8 @@ app = typer.Typer(
     add_completion=False,
     help="Store and serve video as a predictive visual code (anchors + P-frames) for agents.",
 )
-out = Console()
+# Piped or redirected, rich would cut tables to 80 columns ("fr…", "ro…"); a file gets them whole.
+out = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True, soft_wrap=True)  # an error message stays one line, whatever the terminal width
 F = TypeVar("F", bound=Callable[..., object])
 
