@@ -49,8 +49,9 @@ class FrameCode:
     # the prediction's SAD over the frame's detail, where the scene rule looked (see ``decide``)
     unexplained: float | None = None
 
-    def summary(self) -> dict[str, object]:
-        """JSON-friendly record (no tensors): timing, role, pcost and a motion summary."""
+    def summary(self, vectors: bool = False) -> dict[str, object]:
+        """JSON-friendly record (no tensors): timing, role, pcost and a motion summary; ``vectors``
+        adds the whole field: per block row, each block's (dy, dx) and its cost."""
         out: dict[str, object] = {
             "sampled_index": self.sampled_index,
             "source_index": self.source_index,
@@ -68,6 +69,14 @@ class FrameCode:
             mag = v.norm(dim=1)
             out["motion_mean_px"] = round(float(mag.mean()), 2)
             out["moving_blocks"] = round(float((mag > 0).float().mean()), 3)
+            # The field's most common vector (a global pan's, where the picture shows it) and its share.
+            modes, counts = self.motion.vectors.reshape(-1, 2).unique(dim=0, return_counts=True)
+            top = int(counts.argmax())
+            out["motion_mode"] = [int(x) for x in modes[top]]
+            out["motion_mode_share"] = round(int(counts[top]) / self.motion.n_blocks, 3)
+            if vectors:
+                out["vectors"] = self.motion.vectors.tolist()
+                out["block_cost"] = self.motion.cost.tolist()
         return out
 
 

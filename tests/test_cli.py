@@ -80,12 +80,32 @@ def test_encode_names_each_gops_content_class_and_hybrid_flag(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     gops = [r for r in map(json.loads, filter(str.strip, result.stdout.splitlines())) if r["type"] == "gop"]
     assert gops and all(g["content_class"] in CLASSES and isinstance(g["hybrid_flat"], bool) for g in gops)
-    monkeypatch.setattr(cli.out, "width", 200)  # the test terminal is 80 wide: columns would be cut
+    monkeypatch.setattr(cli.out, "width", 200)  # under `pytest -s` on a narrow terminal columns would be cut
     table = runner.invoke(app, ["encode", str(video), "--grid", "96x64"])
     assert table.exit_code == 0, table.output
     header = next(line for line in table.stdout.splitlines() if "GOP len" in line)
     assert "class" in header and "flat" in header
     assert gops[0]["content_class"] in table.stdout
+
+
+def test_encode_vectors_gives_each_frames_field_and_its_most_common_vector_is_the_pan(tmp_path):
+    path = tmp_path / "pan.mp4"
+    assert runner.invoke(app, ["synth", "pan", str(path), "--size", "256x256", "--duration", "3"]).exit_code == 0
+    vx, vy = json.loads(path.with_suffix(".json").read_text())["shots"][0]["pan"]  # content px/s
+    want = [-round(vy / 2), -round(vx / 2)]  # (dy, dx) per sampled frame at 2 fps: where the content was
+    assert want == [-4, -12]
+    result = runner.invoke(app, ["encode", str(path), "--grid", "256x256", "--vectors"])  # --vectors implies --json
+    assert result.exit_code == 0, result.output
+    frames = [r for r in map(json.loads, filter(str.strip, result.stdout.splitlines())) if r["type"] == "frame"]
+    assert "vectors" not in frames[0] and "motion_mode" not in frames[0]  # frame 0 has no reference
+    for f in frames[1:]:
+        assert len(f["vectors"]) == len(f["block_cost"]) == 16 and all(len(row) == 16 for row in f["vectors"])
+        assert f["motion_mode"] == want and f["motion_mode_share"] >= 0.9
+        inner = [v for row in f["vectors"][1:-1] for v in row[1:-1]]
+        assert sum(v == want for v in inner) / len(inner) >= 0.95
+        assert f["pcost"] == sum(map(sum, f["block_cost"]))
+    plain = runner.invoke(app, ["encode", str(path), "--grid", "256x256", "--json"])
+    assert "vectors" not in plain.stdout and "motion_mode" in plain.stdout
 
 
 def test_synth_writes_the_video_and_its_ground_truth_with_cuts_on_its_own_frames(tmp_path):

@@ -107,9 +107,11 @@ class _Plans:
 
 
 def _print_gop_table(
-    codes_iter: Iterator, as_json: bool, title: str, plans: "_Plans", png: tuple[Path, float, float] | None = None
+    codes_iter: Iterator, as_json: bool, title: str, plans: "_Plans", png: tuple[Path, float, float] | None = None,
+    vectors: bool = False,
 ) -> list:
-    """Print per-frame rows (and per-GOP lengths) as they come; return the frame summaries."""
+    """Print per-frame rows (and per-GOP lengths) as they come; return the frame summaries
+    (``vectors``: with each P-frame's whole motion field)."""
     rows: list[dict] = []
     psnrs: list[float] = []
     stored = 0
@@ -169,7 +171,7 @@ def _print_gop_table(
     for encoded in codes_iter:
         code = encoded.code
         db = reported_psnr(encoded.psnr)  # an exact rebuild reads 99 dB, as the store keeps it: JSON has no infinity
-        rec = {"type": "frame", **code.summary(), "tokens": plans.tokens(encoded), "psnr_db": round(db, 2)}
+        rec = {"type": "frame", **code.summary(vectors), "tokens": plans.tokens(encoded), "psnr_db": round(db, 2)}
         rec["bytes"] = encoded.nbytes
         psnrs.append(db)
         stored += encoded.nbytes
@@ -237,6 +239,11 @@ def encode(
     png: Optional[Path] = typer.Option(None, "--png", help="Write the rebuilt frames as PNGs into this folder."),
     png_from: float = typer.Option(0.0, "--from", help="First second written with --png."),
     png_to: float = typer.Option(float("inf"), "--to", help="Last second written with --png."),
+    vectors: bool = typer.Option(
+        False, "--vectors",
+        help="Add each frame's motion field to the JSON (implies --json): 'vectors', per block row the "
+             "(dy, dx) of each 16x16 block, where its content was in the previous sampled frame "
+             "(a picture panning right by 24 px gives dx = -24), and 'block_cost', SAD + lambda|d|."),
 ) -> None:
     """Code a video: anchors, P-frames, tokens per frame and minute, PSNR of the rebuilt frames."""
     config = _codec_config(fps, grid, gamma, k_max, search, video, budget)
@@ -245,7 +252,7 @@ def encode(
         png.mkdir(parents=True, exist_ok=True)
     title = f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}"
     frames = _encode_stream(video, config, device, strict=not lenient)
-    _print_gop_table(frames, as_json, title, plans, None if png is None else (png, png_from, png_to))
+    _print_gop_table(frames, as_json or vectors, title, plans, None if png is None else (png, png_from, png_to), vectors)
 
 
 @app.command()
@@ -266,7 +273,8 @@ def synth(
     path.parent.mkdir(parents=True, exist_ok=True)
     truth = s.write_preset(preset, path, (w, h), duration, fps, vfr=vfr, seed=seed)
     path.with_suffix(".json").write_text(json.dumps(truth.to_dict(), indent=1))
-    out.print(f"wrote {path} ({w}x{h}, {duration:g} s, cuts at {', '.join(f'{c:g}' for c in truth.cuts_s) or 'none'} s)")
+    cuts = f"cuts at {', '.join(f'{c:g}' for c in truth.cuts_s)} s" if truth.cuts_s else "no cuts"
+    out.print(f"wrote {path} ({w}x{h}, {duration:g} s, {cuts}; ground truth in {path.with_suffix('.json').name})")
 
 
 @app.command()
