@@ -24,6 +24,7 @@ BAD_INPUTS = (
     "audio_only",  # an M4A with an AAC track and no video
     "tiny",  # a valid 1x1-pixel video
     "zero_frames",  # an AVI with a declared 64x48 H.264 stream and no frames
+    "zero_frames_mp4",  # an MP4 written with no frames: the muxer drops the empty track, no stream is left
 )
 
 
@@ -105,6 +106,10 @@ def write_bad_inputs(folder: str | Path) -> dict[str, Path]:
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         out.start_encoding()  # write the header although no frame follows
+    with av.open(str(paths["zero_frames_mp4"]), mode="w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        out.start_encoding()
     return paths
 
 

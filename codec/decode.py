@@ -146,7 +146,10 @@ def _video_stream(container: av.container.InputContainer, source: str) -> av.vid
         if not (s.disposition & av.stream.Disposition.attached_pic)
     ]
     if not streams:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds = sorted({s.type for s in container.streams})
+        if not kinds:  # e.g. a recording stopped before its first frame: the muxer wrote no track
+            raise InvalidVideo(source, "holds no streams at all (0 frames)",
+                               "the recording or export wrote no frames; record or export it again")
         raise InvalidVideo(
             source,
             f"has no video stream (streams found: {', '.join(kinds)})",

@@ -98,6 +98,7 @@ def test_every_bad_input_raises_the_documented_error(bad, name):
         ("audio_only", "no video stream"),
         ("tiny", "1x1"),
         ("zero_frames", "no decodable frames"),
+        ("zero_frames_mp4", "no streams at all"),
     ],
 )
 def test_bad_input_messages_say_what_is_wrong(bad, name, words):
