@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import sys
+import time
 from pathlib import Path
 
 import numba
@@ -878,6 +879,17 @@ def fast_search(cur: torch.Tensor, ref: torch.Tensor, radius: int, lam: int,
         motion._AMBIGUOUS, motion.anchor_limit(anchor_above, by * bx), motion._TRUST_PRIOR, motion._RELOOK,
     )
     return _as_field(vec, key, by, bx, lam)
+
+
+def warm() -> float:
+    """Compile (the first run after an install or an edit) or load the kernels the coder calls, on a
+    64x64 pair of noise, whose blocks all reach the exact stage -> the seconds it took."""
+    t0 = time.perf_counter()
+    cur = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8))
+    ref = torch.roll(cur, 3, dims=2)
+    fast_search(cur, ref, 64, 4, prior=fast_search(cur, ref, 64, 4))
+    detail(cur)
+    return time.perf_counter() - t0
 
 
 def detail(cur: torch.Tensor) -> int:

@@ -106,6 +106,19 @@ class _Plans:
         return per[self.plan]
 
 
+def _warm_kernels(device: str = "auto") -> None:
+    """Compile or load the CPU motion kernels before timing a video, and say so when it took a while."""
+    from videomemory.codec.config import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return
+    from videomemory.codec import motion_cpu
+
+    secs = motion_cpu.warm()
+    if secs > 2:
+        err.print(f"Compiled the CPU motion kernels in {secs:.0f} s (once after an install; cached in codec/__pycache__).")
+
+
 def _print_gop_table(
     codes_iter: Iterator, as_json: bool, title: str, plans: "_Plans", png: tuple[Path, float, float] | None = None,
     vectors: bool = False,
@@ -251,6 +264,7 @@ def encode(
     if png is not None:
         png.mkdir(parents=True, exist_ok=True)
     title = f"{video.name} at {fps:g} fps on {config.grid.width}x{config.grid.height}"
+    _warm_kernels(device)
     frames = _encode_stream(video, config, device, strict=not lenient)
     _print_gop_table(frames, as_json or vectors, title, plans, None if png is None else (png, png_from, png_to), vectors)
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from videomemory import cli_remote as remote
-from videomemory.cli import _codec_config, app, err, friendly_errors, out
+from videomemory.cli import _codec_config, _warm_kernels, app, err, friendly_errors, out
 from videomemory.errors import InvalidArgument, NotFound
 
 STORE_HELP = "Store directory or LanceDB URI (default: $VIDEOMEMORY_STORE or ~/.local/share/videomemory/store)."
@@ -112,6 +112,7 @@ def index(
     sources = expand_sources(paths)
     if not sources:
         raise NotFound(f"no video files found in {' '.join(paths)}")
+    _warm_kernels(device)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), console=err, disable=as_json, transient=False,
@@ -359,6 +360,7 @@ def demo(
         (out_dir / "demo.json").write_text(json.dumps(truth.to_dict(), indent=1))
         out.print(f"Generated {video}: 24 s, 640x360, hard cuts at {', '.join(f'{c:g} s' for c in truth.cuts_s)} (ground truth in demo.json).")
     st = _store(store)
+    _warm_kernels()
     result = ingest_video(st, video, tenant=tenant, config=CodecConfig())
     v = st.get_video(tenant, result.key)
     embedder = load_embedder(None)

@@ -317,6 +317,30 @@ def test_the_kernels_stay_inside_their_arrays(tmp_path):
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
+def test_warm_compiles_or_loads_every_kernel_the_coder_calls():
+    # The CLI warms the kernels before it times a video (the first run after an install compiles
+    # them for 15-40 s); a kernel warm() missed would be compiled inside the first video's timing.
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from videomemory.codec import motion_cpu as m\n"
+        "from skimage import data\n"
+        "kernels = [m.search, m._detail, m._interleave]  # what Python calls; each compiles all it calls\n"
+        "assert not any(k.signatures for k in kernels)\n"
+        "assert m.warm() >= 0\n"
+        "warmed = [list(k.signatures) for k in kernels]\n"
+        "photo = torch.from_numpy(data.astronaut()[:256, :256].copy()).permute(2, 0, 1).contiguous()\n"
+        "moved = torch.roll(photo, (5, -9), dims=(1, 2))\n"
+        "m.fast_search(moved, photo, 64, 4, prior=m.fast_search(moved, photo, 64, 4), anchor_above=8000.0)\n"
+        "m.detail(moved)\n"
+        "print(all(warmed) and [list(k.signatures) for k in kernels] == warmed)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "True", (run.stdout, run.stderr[-2000:])
+
+
 def test_cached_kernels_are_dropped_when_a_file_they_inline_changes(tmp_path):
     # numba would serve a kernel compiled before an edit of codec.simd (or of motion's constants).
     old = tmp_path / "motion_cpu.search-1.py311.nbi"
