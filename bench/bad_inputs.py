@@ -102,14 +102,11 @@ def write_bad_inputs(folder: str | Path) -> dict[str, Path]:
 
     _write_audio_only(paths["audio_only"])
     _write_tiny(paths["tiny"])
-    with av.open(str(paths["zero_frames"]), mode="w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        out.start_encoding()  # write the header although no frame follows
-    with av.open(str(paths["zero_frames_mp4"]), mode="w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        out.start_encoding()
+    for name in ("zero_frames", "zero_frames_mp4"):  # AVI keeps the empty stream, MP4 drops the track
+        with av.open(str(paths[name]), mode="w") as out:
+            stream = out.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            out.start_encoding()  # write the header although no frame follows
     return paths
 
 
