@@ -19,8 +19,9 @@ with the default settings (``codec.gop.encode``). Against the ground truth it re
   vector is the pan (interior: the block's content was inside the previous frame, one block
   from the border; at least 95%), the worst pair, the same share over the interior blocks whose
   motion the picture pins down (``trackable``: on a featureless sky, or along a straight edge,
-  the motion is not in the pixels, and Eq. 1's optimum is the shortest of the vectors that fit),
-  and the mean error per value of the blocks on the pan (the residual there: H.264 noise only).
+  the motion is not in the pixels, and Eq. 1's optimum alone is the shortest of the vectors that
+  fit; the global-motion merge puts such blocks on the pan, ``--merge-lam 0`` turns it off), and
+  the mean error per value of the blocks on the pan (the residual there: H.264 noise only).
 
 A pan that is not a whole number of grid pixels (a video not of the grid's size) counts a
 vector within 1 px of it (floor or ceil of each component). Prints a table and a verdict per
@@ -32,7 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -268,9 +269,12 @@ def load_truth(video: Path) -> synth.GroundTruth:
     return truth
 
 
-def run(videos: list[Path], grid: str = "512x512", sweep_s: float | None = None) -> dict:
-    """Check ``videos`` (and, with ``sweep_s``, the sweep's corpus of videos that long) -> the JSON-ready result."""
+def run(videos: list[Path], grid: str = "512x512", sweep_s: float | None = None, merge_lam: int | None = None) -> dict:
+    """Check ``videos`` (and, with ``sweep_s``, the sweep's corpus of videos that long) -> the JSON-ready result;
+    ``merge_lam`` overrides the global-motion merge's rate (0: PAPER's Eq. 1 alone)."""
     config = CodecConfig(grid=Grid.parse(grid))
+    if merge_lam is not None:
+        config = replace(config, motion=replace(config.motion, merge_lam=merge_lam))
     with tempfile.TemporaryDirectory(prefix="vm-truth-") as tmp:
         truths = [load_truth(v) for v in videos]
         if sweep_s:
@@ -279,7 +283,8 @@ def run(videos: list[Path], grid: str = "512x512", sweep_s: float | None = None)
         for truth in truths:
             rows.append(check(truth, config))
             print(f"checked {rows[-1]['video']}", flush=True)
-    return {"benchmark": "codec_truth", "grid": grid, "rows": rows, "verdicts": verdicts(rows)}
+    return {"benchmark": "codec_truth", "grid": grid, "merge_lam": config.motion.merge_lam, "rows": rows,
+            "verdicts": verdicts(rows)}
 
 
 def main() -> None:
@@ -289,12 +294,14 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="write and check the built-in corpus")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per video of the sweep")
     ap.add_argument("--grid", default="512x512", help="the codec's grid WIDTHxHEIGHT (default: the codec's own)")
+    ap.add_argument("--merge-lam", type=int, default=None,
+                    help="the global-motion merge's rate per px (default: the codec's; 0: Eq. 1 alone)")
     ap.add_argument("--out", type=Path, default=Path("results/codec_truth.json"))
     args = ap.parse_args()
     if not args.videos and not args.sweep:
         ap.error("give generated videos (videomemory synth PRESET PATH) or --sweep")
     try:
-        result = run(args.videos, args.grid, args.duration if args.sweep else None)
+        result = run(args.videos, args.grid, args.duration if args.sweep else None, args.merge_lam)
     except (FileNotFoundError, ValueError, VideoMemoryError) as e:
         ap.exit(2, f"error: {e}\n")
     show(result["rows"], result["verdicts"])

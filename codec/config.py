@@ -83,7 +83,8 @@ class Grid:
 
 @dataclass(frozen=True)
 class MotionConfig:
-    """Block motion search: cost(d) = SAD(block, ref shifted by d) + lam * |d|_1 (PAPER Eq. 1)."""
+    """Block motion search: cost(d) = SAD(block, ref shifted by d) + lam * |d|_1 (PAPER Eq. 1), then
+    the global-motion merge (``merge_lam``)."""
 
     # +-64 px absorbs a brisk pan at 2 fps on a 512 px grid (PAPER §1.2 says "enlarged", no number).
     radius: int = 64
@@ -92,12 +93,19 @@ class MotionConfig:
     # difference over a block already costs 768).
     lam: int = 4
     method: str = "fast"  # "fast" (pyramid + predictors) or "exhaustive" (reference)
+    # After either search, every block is offered the frame's global motion g, its own vector m
+    # then costing SAD(m) + merge_lam * |m - g|_1 (codec.motion.merge_global; not in PAPER; 0 turns
+    # it off). 32 per px of difference is 1/24 of a grey level per RGB value: far below what a
+    # block that really moves otherwise gains, above the noise among near-equal matches.
+    merge_lam: int = 32
 
     def __post_init__(self) -> None:
         if self.radius < 1:
             raise InvalidArgument(f"motion radius {self.radius} must be >= 1 px")
         if self.lam < 0:
             raise InvalidArgument(f"motion lambda {self.lam} must be >= 0")
+        if self.merge_lam < 0:
+            raise InvalidArgument(f"merge lambda {self.merge_lam} must be >= 0")
         if self.method not in ("fast", "exhaustive"):
             raise InvalidArgument(f"motion method {self.method!r} is not 'fast' or 'exhaustive'")
 

@@ -24,7 +24,7 @@ import torch
 
 from videomemory.codec.config import CodecConfig, GopConfig, resolve_device
 from videomemory.codec.decode import SampledFrame
-from videomemory.codec.motion import MotionField, as_tensor, detail, estimate_motion
+from videomemory.codec.motion import MotionField, as_tensor, detail, estimate_motion, mode_vector
 from videomemory.errors import InvalidArgument
 
 I, P = "I", "P"
@@ -70,15 +70,10 @@ class FrameCode:
             out["motion_mean_px"] = round(float(mag.mean()), 2)
             out["moving_blocks"] = round(float((mag > 0).float().mean()), 3)
             # The field's most common vector (a global pan's, where the picture shows it) and its share.
-            # One integer per vector and a bincount: ingest summarises every frame, and torch's
-            # unique(dim=0) took 2 ms a field; ties go to the least (dy, dx) either way.
-            d = self.motion.vectors.reshape(-1, 2).to(torch.int64)
-            lo = d.min(0).values
-            width = int(d[:, 1].max() - lo[1]) + 1
-            counts = torch.bincount((d[:, 0] - lo[0]) * width + (d[:, 1] - lo[1]))
-            top = int(counts.argmax())
-            out["motion_mode"] = [top // width + int(lo[0]), top % width + int(lo[1])]
-            out["motion_mode_share"] = round(int(counts[top]) / self.motion.n_blocks, 3)
+            mode, count = mode_vector(self.motion.vectors)
+            out["motion_mode"] = list(mode)
+            out["motion_mode_share"] = round(count / self.motion.n_blocks, 3)
+            out["global_motion"] = list(self.motion.global_motion)
             if vectors:
                 out["vectors"] = self.motion.vectors.tolist()
                 out["block_cost"] = self.motion.cost.tolist()

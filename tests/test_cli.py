@@ -101,6 +101,7 @@ def test_encode_vectors_gives_each_frames_field_and_its_most_common_vector_is_th
     for f in frames[1:]:
         assert len(f["vectors"]) == len(f["block_cost"]) == 16 and all(len(row) == 16 for row in f["vectors"])
         assert f["motion_mode"] == want and f["motion_mode_share"] >= 0.9
+        assert f["global_motion"] == want  # what the rates were counted from (codec.motion.merge_global)
         inner = [v for row in f["vectors"][1:-1] for v in row[1:-1]]
         assert sum(v == want for v in inner) / len(inner) >= 0.95
         assert f["pcost"] == sum(map(sum, f["block_cost"]))

@@ -256,7 +256,8 @@ def encode(
         False, "--vectors",
         help="Add each frame's motion field to the JSON (implies --json): 'vectors', per block row the "
              "(dy, dx) of each 16x16 block, where its content was in the previous sampled frame "
-             "(a picture panning right by 24 px gives dx = -24), and 'block_cost', SAD + lambda|d|."),
+             "(a picture panning right by 24 px gives dx = -24), and 'block_cost', SAD + the rate of "
+             "the vector (lambda|d - g|, g the frame's 'global_motion')."),
 ) -> None:
     """Code a video: anchors, P-frames, tokens per frame and minute, PSNR of the rebuilt frames."""
     config = _codec_config(fps, grid, gamma, k_max, search, video, budget)

@@ -9,7 +9,7 @@ from skimage import data
 from skimage.transform import resize
 
 from videomemory.codec.config import MotionConfig
-from videomemory.codec.motion import as_tensor, estimate_motion, exhaustive_search, fast_search
+from videomemory.codec.motion import as_tensor, estimate_motion, exhaustive_search, fast_search, merge_global
 
 LAM = MotionConfig().lam
 
@@ -191,6 +191,51 @@ def flat_pan(tmp_path_factory) -> list[torch.Tensor]:
     return [as_tensor(f.image) for f in sample_frames(truth.path, fps=2.0)]
 
 
+MERGE = MotionConfig().merge_lam
+
+
+def test_the_merge_puts_the_flat_blocks_of_a_pan_on_the_pan(flat_pan):
+    """The cameraman's sky is flat: every vector fits its blocks about alike, and Eq. 1 alone
+    leaves some of them at (0, 0) or near the pan by noise (90.5% of the interior blocks carry
+    the pan in the worst pair). Offered the frame's most common vector with the rate counted
+    from it (``merge_global``), they take the pan; the textured blocks on the pan keep it, and
+    each block's cost is its SAD plus the rate from the pan."""
+    from videomemory.bench.codec_truth import interior as inside_of
+    from videomemory.codec.motion import shift_sad
+
+    want = (0, -40)  # content moving right 40 px per sampled frame
+    shares = []
+    for cur, ref in zip(flat_pan[1:], flat_pan):
+        field = fast_search(cur, ref, 64, LAM)
+        merged = merge_global(field, cur, ref, MERGE)
+        inside = torch.from_numpy(inside_of(tuple(field.cost.shape), np.array(want)))
+        share = ((merged.vectors == torch.tensor(want, dtype=torch.int32)).all(-1) & inside).sum() / inside.sum()
+        before = ((field.vectors == torch.tensor(want, dtype=torch.int32)).all(-1) & inside).sum() / inside.sum()
+        assert merged.global_motion == want
+        shares.append((float(before), float(share)))
+        on_pan = (field.vectors == torch.tensor(want, dtype=torch.int32)).all(-1)
+        assert (merged.vectors[on_pan] == torch.tensor(want, dtype=torch.int32)).all()
+        rate = MERGE * (merged.vectors.long() - torch.tensor(want)).abs().sum(-1)
+        assert torch.equal(merged.cost, merged.sad + rate)
+        took = (merged.vectors != field.vectors).any(-1)
+        assert torch.equal(merged.sad[took], shift_sad(cur, ref, want).view_as(merged.sad)[took])
+    assert min(b for b, _ in shares) < 0.95 <= 0.99 <= min(a for _, a in shares), shares
+
+
+def test_the_merge_leaves_objects_moving_over_a_still_textured_background_alone(photo):
+    """Offered an object's vector, the still background would pay its rate on every block: the
+    frame keeps the search's field, vectors, costs and all."""
+    ref = photo[100:356, 100:356].copy()
+    cur = ref.copy()
+    cur[96:160, 80:144] = photo[400 - 6 : 464 - 6, 400 + 9 : 464 + 9]  # a 64 px patch of elsewhere,
+    ref[96 - 6 : 160 - 6, 80 + 9 : 144 + 9] = photo[400 - 6 : 464 - 6, 400 + 9 : 464 + 9]  # moved by (6, -9)
+    cur_t, ref_t = as_tensor(cur), as_tensor(ref)
+    field = fast_search(cur_t, ref_t, 64, LAM)
+    assert (field.vectors == torch.tensor([-6, 9], dtype=torch.int32)).all(-1).sum() >= 9  # the object's blocks
+    assert merge_global(field, cur_t, ref_t, MERGE) is field
+    assert estimate_motion(cur_t, ref_t).global_motion == (0, 0)
+
+
 def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(flat_pan):
     """The last stages walk downhill: no block's vector has a +-1 neighbour with a lower cost."""
     radius = 64
@@ -253,7 +298,8 @@ def test_a_frame_over_the_anchor_threshold_skips_the_exact_stage(flat_pan):
     skipped = fast_search(cur, ref, 64, LAM, anchor_above=per_block / 2)
     assert skipped.pcost > exact.pcost and bool((skipped.cost >= exact.cost).all())
     assert torch.equal(fast_search(cur, ref, 64, LAM, anchor_above=skipped.pcost / skipped.n_blocks).cost, exact.cost)
-    assert torch.equal(estimate_motion(cur, ref, MotionConfig(), anchor_above=per_block / 2).cost, skipped.cost)
+    merged = merge_global(skipped, cur, ref, MotionConfig().merge_lam)
+    assert torch.equal(estimate_motion(cur, ref, MotionConfig(), anchor_above=per_block / 2).cost, merged.cost)
 
 
 def test_a_prior_that_predicts_well_is_kept_and_the_field_is_the_one_a_full_search_gives(tmp_path, monkeypatch):

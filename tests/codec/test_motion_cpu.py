@@ -124,6 +124,19 @@ def test_pad_replicates_the_edges_and_zeros_the_slack(photo, c, p, slack):
     assert np.array_equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
 
 
+@pytest.mark.parametrize("d", [(0, 0), (3, -7), (-64, 64), (90, 0), (-1, -130)])
+def test_shift_sad_kernel_equals_the_torch_shift(photo, d):
+    """codec.motion.shift_sad (the merge's one vector for every block), edges replicated past the frame."""
+    from videomemory.codec.motion import _shift_sad, pad_edges
+
+    cur, ref = pair(photo, 4, -6, 96, 128)
+    pad = max(map(abs, d))
+    want = _shift_sad(cur, pad_edges(ref, pad), pad, d).reshape(-1)
+    assert torch.equal(motion_cpu.shift_sad(cur, ref, d), want)
+    view = as_tensor(cur.permute(1, 2, 0).contiguous().numpy(), contiguous=False)  # an (H, W, 3) image's view
+    assert torch.equal(motion_cpu.shift_sad(view, ref, d), want)
+
+
 def test_texture_kernel_equals_the_torch_texture(photo):
     """The kernel sums a row's differences in overlapping 16-value SADs and takes back what they
     share; every block, the frame's last column and row too, against codec.motion.texture."""
@@ -327,7 +340,7 @@ def test_warm_compiles_or_loads_every_kernel_the_coder_calls():
         "import torch\n"
         "from videomemory.codec import motion_cpu as m\n"
         "from skimage import data\n"
-        "kernels = [m.search, m._detail, m._interleave]  # what Python calls; each compiles all it calls\n"
+        "kernels = [m.search, m._detail, m._interleave, m._shift_sads]  # what Python calls; each compiles all it calls\n"
         "assert not any(k.signatures for k in kernels)\n"
         "assert m.warm() >= 0\n"
         "warmed = [list(k.signatures) for k in kernels]\n"
@@ -335,6 +348,7 @@ def test_warm_compiles_or_loads_every_kernel_the_coder_calls():
         "moved = torch.roll(photo, (5, -9), dims=(1, 2))\n"
         "m.fast_search(moved, photo, 64, 4, prior=m.fast_search(moved, photo, 64, 4), anchor_above=8000.0)\n"
         "m.detail(moved)\n"
+        "m.shift_sad(moved, photo, (5, -9))\n"
         "print(all(warmed) and [list(k.signatures) for k in kernels] == warmed)\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)

@@ -167,6 +167,28 @@ def test_a_pan_by_odd_pixels_gives_the_pan_vector_through_4_2_0_chroma(tmp_path)
     assert min(shares) >= 0.95, [f"{s:.1%}" for s in shares]
 
 
+def test_a_pan_over_a_flat_sky_carries_the_pan_on_the_flat_blocks_too(tmp_path):
+    """The cameraman's sky is flat: every vector fits its blocks about alike, and Eq. 1's
+    lambda|d|_1 alone leaves them at (0, 0) or near the pan by noise (63% of the interior blocks
+    carry the pan in the worst frame, measured). With the rate counted from the frame's global
+    motion (``codec.motion.merge_global``) they take the pan, and the GOPs stay the same."""
+    shot = synth.Shot(15.0, "camera", pan=(-48.0, 16.0))
+    truth = synth.write_video(tmp_path / "sky.mp4", [shot], SIZE, SRC_FPS)
+    frames = list(sample_frames(truth.path, fps=CONFIG.fps, grid=CONFIG.grid))
+    worst, anchors = {}, {}
+    for merge_lam in (0, CONFIG.motion.merge_lam):
+        codes = list(encode(frames, replace(CONFIG, motion=replace(CONFIG.motion, merge_lam=merge_lam)), "cpu"))
+        inside = _interior(*codes[1].motion.cost.shape, margin=2)
+        shares = []
+        for prev, cur, code in zip(frames, frames[1:], codes[1:]):
+            want = _pan_vector(truth, prev, cur)
+            shares.append(((code.motion.vectors == want).all(-1) & inside).sum().item() / inside.sum().item())
+            assert code.motion.global_motion == (tuple(want.tolist()) if merge_lam else (0, 0))
+        worst[merge_lam], anchors[merge_lam] = min(shares), [c.sampled_index for c in codes if c.role == "I"]
+    assert worst[0] < 0.8 and worst[CONFIG.motion.merge_lam] >= 0.95, worst
+    assert anchors[0] == anchors[CONFIG.motion.merge_lam]
+
+
 @pytest.mark.parametrize(("photo", "zoom"), [("coffee", 0.25), ("chelsea", 0.15)])
 def test_a_zoom_keeps_99pct_of_its_blocks_within_1pct_of_the_optimum(tmp_path, photo, zoom):
     """In a zoom no block translates: most blocks' best vector is a partial match, and the exact
