@@ -250,6 +250,30 @@ def test_a_frame_motion_cannot_explain_is_coded_as_one_intra_image_when_smaller(
     assert kept.to_bytes() == blocks.to_bytes()
 
 
+def test_the_frame_intra_try_gives_up_after_one_image_when_it_cannot_win(monkeypatch):
+    """Sensor noise over a still photo: the block residuals (0.5 bytes/px) are over the try's
+    threshold, but the frame as an image plus the same residual is far larger. The first image, at
+    the anchor quality, shows it (``FRAME_INTRA_HOPELESS``): one encode instead of the quality
+    search's five, and the code is the one the whole try keeps."""
+    import skimage.data
+
+    from videomemory.codec import residual
+
+    photo = skimage.data.astronaut()[:256, :256]
+    noisy = photo.astype(int) + np.random.default_rng(0).normal(0, 3, photo.shape).round()
+    cur, ref = as_tensor(np.clip(noisy, 0, 255).astype(np.uint8)), as_tensor(photo.copy())
+    zero = torch.zeros(16, 16, 2, dtype=torch.int32)
+    encodes: list[int] = []
+    real = residual._encode_image
+    monkeypatch.setattr(residual, "_encode_image", lambda *a: encodes.append(a[2]) or real(*a))
+    quick, _ = code_pframe(cur, ref, zero, ResidualConfig())
+    assert encodes == [ResidualConfig().anchor_quality] and not quick.intra.any()
+    monkeypatch.setattr(residual, "FRAME_INTRA_HOPELESS", float("inf"))
+    encodes.clear()
+    whole_try, _ = code_pframe(cur, ref, zero, ResidualConfig())
+    assert len(encodes) >= 3 and whole_try.to_bytes() == quick.to_bytes()
+
+
 def test_anchor_bytes_do_not_depend_on_the_decoder_threads_or_the_cores(monkeypatch):
     """libaom's output changes with its thread count: the encoder fixes it, Pillow's default follows the cores."""
     from PIL import AvifImagePlugin, Image
