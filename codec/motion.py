@@ -69,6 +69,13 @@ _TRUST_PRIOR = 8
 # costing 3,874 where the pan's cost 48 (the exhaustive optimum), 4.6% over the pair's pcost.
 _RELOOK = 8
 _SEA_BLOCKS, _SEA_CHUNK = 32, 1 << 16  # blocks, then candidates, per step of the torch exact search (its memory)
+# The global-motion merge (``merge_global``) needs the search itself to have given g to at least
+# 1/_MERGE_SUPPORT of the blocks: global motion is the motion of a good part of the picture. On a
+# still flat background (a slide, a screen, a plain wall) a moving object would otherwise pass its
+# vector to every flat block, which fits it as well (a 96 px sprite on flat grey: the whole frame
+# "moved" 20 px). Measured shares of g: pans 0.23-0.94 a frame (a 1280x720 `mixed`'s sub-pixel pan
+# at least), objects on still backgrounds 0.01-0.06.
+_MERGE_SUPPORT = 6
 _RING8 = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if a or b])  # the 8 neighbouring vectors
 
 
@@ -157,9 +164,10 @@ def mode_vector(vectors: torch.Tensor | np.ndarray) -> tuple[tuple[int, int], in
 def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> MotionField:
     """Offer every block the frame's global motion g, with the rate counted from g (not in PAPER).
 
-    g is the field's most common non-zero vector. A block's own vector m then costs SAD(m) +
-    lam * |m - g|_1 and g costs SAD(g) (rates counted from a predictor, as H.264 counts them);
-    the block takes g when that is no more. The frame keeps the merge when its total is below
+    g is the field's most common non-zero vector, if the search gave it to at least
+    1/``_MERGE_SUPPORT`` of the blocks (otherwise the field is returned as it is). A block's own
+    vector m then costs SAD(m) + lam * |m - g|_1 and g costs SAD(g) (rates counted from a
+    predictor, as H.264 counts them); the block takes g when that is no more. The frame keeps the merge when its total is below
     the total with the same rate counted from (0, 0), sum SAD(m) + lam * |m|_1: g must be the
     motion of more of the picture than (0, 0) is. On a pan this moves the flat blocks (sky, a
     wall, a dark background), where every vector matches about as well and Eq. 1's lam * |d|_1
@@ -174,7 +182,9 @@ def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: 
     moving = v.any(1)
     if lam == 0 or not moving.any():
         return field
-    g, _ = mode_vector(v[moving])
+    g, support = mode_vector(v[moving])
+    if support * _MERGE_SUPPORT < v.shape[0]:
+        return field
     sad_g = shift_sad(cur, ref, g).cpu().numpy()
     sad_m = field.sad.reshape(-1).cpu().numpy()
     own = sad_m + lam * np.abs(v - g).sum(1)

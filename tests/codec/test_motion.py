@@ -236,6 +236,21 @@ def test_the_merge_leaves_objects_moving_over_a_still_textured_background_alone(
     assert estimate_motion(cur_t, ref_t).global_motion == (0, 0)
 
 
+def test_the_merge_leaves_an_object_moving_over_a_flat_still_background_alone(photo):
+    """A slide, a screen, a plain wall: every flat block fits the object's vector as well as (0, 0),
+    so offered it they would all take it and the whole frame would read as a pan. The search gave
+    that vector to under 1/6 of the blocks (``_MERGE_SUPPORT``): it is not the picture's motion."""
+    flat = np.full((256, 256, 3), (200, 210, 220), np.uint8)
+    ref, cur = flat.copy(), flat.copy()
+    ref[96:160, 40:104] = photo[300:364, 300:364]
+    cur[96:160, 60:124] = photo[300:364, 300:364]  # moved right by 20 px
+    cur_t, ref_t = as_tensor(cur), as_tensor(ref)
+    field = fast_search(cur_t, ref_t, 64, LAM)
+    assert (field.vectors == torch.tensor([0, -20], dtype=torch.int32)).all(-1).sum() >= 9
+    assert merge_global(field, cur_t, ref_t, MERGE) is field
+    assert (estimate_motion(cur_t, ref_t).vectors[:, -4:] == 0).all()  # the flat background stays still
+
+
 def test_fast_search_ends_at_a_local_minimum_of_the_exact_cost(flat_pan):
     """The last stages walk downhill: no block's vector has a +-1 neighbour with a lower cost."""
     radius = 64
