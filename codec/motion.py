@@ -84,7 +84,8 @@ class MotionField:
     """Per-block motion of one frame against its reference."""
 
     vectors: torch.Tensor  # (By, Bx, 2) int32, (dy, dx) in px
-    cost: torch.Tensor  # (By, Bx) int64: SAD + lam * |d - global_motion|_1 of the chosen vector
+    # (By, Bx) int64: SAD + the chosen vector's rate, lam * |d|_1 (merged: merge_lam * |d - g|_1)
+    cost: torch.Tensor
     sad: torch.Tensor  # (By, Bx) int64: SAD of the chosen vector over the block's RGB values
     # the vector that rates are counted from (``merge_global``); (0, 0), PAPER's Eq. 1, unless merged
     global_motion: tuple[int, int] = (0, 0)
@@ -146,7 +147,7 @@ def estimate_motion(
         field = exhaustive_search(cur, ref, config.radius, config.lam)
     else:
         field = fast_search(cur, ref, config.radius, config.lam, prior, anchor_above)
-    return merge_global(field, cur, ref, config.merge_lam) if config.merge_lam else field
+    return merge_global(field, cur, ref, config.merge_lam)
 
 
 def mode_vector(vectors: torch.Tensor | np.ndarray) -> tuple[tuple[int, int], int]:
@@ -170,15 +171,15 @@ def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: 
     predictor, as H.264 counts them); the block takes g when that is no more and its content,
     moved by g, lay inside the previous frame (at the edges where content enters, g points into
     the edge-replicated margin, which says nothing of where the content was, and the block's own
-    partial match predicts better: taking g there cost a 512^2 pan 2.8% more tokens). The frame keeps the merge when its total is below
-    the total with the same rate counted from (0, 0), sum SAD(m) + lam * |m|_1: g must be the
-    motion of more of the picture than (0, 0) is. On a pan this moves the flat blocks (sky, a
-    wall, a dark background), where every vector matches about as well and Eq. 1's lam * |d|_1
-    picks (0, 0) or a vector near the pan by noise, onto the pan: their vectors then say how
-    the picture moved. Over a static textured background the background pays lam * |g|_1 a
-    block, so objects moving on it leave the field as the search gave it. A merged field's
-    costs (and so its pcost) are those of the merge. Integer arithmetic on one whole-frame
-    shift: CPU and CUDA give the same field.
+    partial match predicts better: taking g there cost a 512^2 pan 2.8% more tokens). The frame
+    keeps the merge when its total is below the total with the same rate counted from (0, 0),
+    sum SAD(m) + lam * |m|_1: g must be the motion of more of the picture than (0, 0) is. On a
+    pan this moves the flat blocks (sky, a wall, a dark background), where every vector matches
+    about as well and Eq. 1's lam * |d|_1 picks (0, 0) or a vector near the pan by noise, onto
+    the pan: their vectors then say how the picture moved. Over a static textured background
+    the background pays lam * |g|_1 a block, so objects moving on it leave the field as the
+    search gave it. A merged field's costs (and so its pcost) are those of the merge. Integer
+    arithmetic on one whole-frame shift: CPU and CUDA give the same field.
     """
     # On a field's 1,024 blocks numpy takes a fifth of the time of torch's small ops.
     v = field.vectors.reshape(-1, 2).cpu().numpy().astype(np.int64)
@@ -191,7 +192,8 @@ def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: 
     sad_g = shift_sad(cur, ref, g).cpu().numpy()
     sad_m = field.sad.reshape(-1).cpu().numpy()
     own = sad_m + lam * np.abs(v - g).sum(1)
-    by, bx = field.cost.shape
+    shape, dev = tuple(field.cost.shape), field.cost.device
+    by, bx = shape
     oy, ox = np.divmod(np.arange(by * bx), bx)
     oy, ox = oy * BLOCK + g[0], ox * BLOCK + g[1]  # where each block's content was, moved by g
     inside = (oy >= 0) & (ox >= 0) & (oy + BLOCK <= by * BLOCK) & (ox + BLOCK <= bx * BLOCK)
@@ -199,7 +201,6 @@ def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: 
     cost = np.where(take, sad_g, own)
     if int(cost.sum()) >= int((sad_m + lam * np.abs(v).sum(1)).sum()):
         return field
-    shape, dev = tuple(field.cost.shape), field.cost.device
     vec = np.where(take[:, None], np.array(g), v).astype(np.int32).reshape(*shape, 2)
     sad = np.where(take, sad_g, sad_m).reshape(shape)
     return MotionField(torch.from_numpy(vec).to(dev), torch.from_numpy(cost.reshape(shape)).to(dev),

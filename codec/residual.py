@@ -139,7 +139,8 @@ _DB_PER_QUALITY = 0.15  # about what one Pillow AVIF quality point adds near q80
 
 
 def encode_anchor(
-    image: np.ndarray, config: ResidualConfig = ResidualConfig(), lossless: bool = False, first: AnchorCode | None = None
+    image: np.ndarray, config: ResidualConfig = ResidualConfig(), lossless: bool = False,
+    first: AnchorCode | None = None,
 ) -> AnchorCode:
     """Store an (H, W, 3) uint8 frame as an anchor (``lossless`` forces PNG).
 
@@ -410,12 +411,14 @@ def code_pframe(
             frame = cur.permute(1, 2, 0).cpu().numpy()
             probe = _encode_image(frame, config.anchor_format, config.anchor_quality)
             alt, alt_rec = _finish(cur, _paste_intra(pred, whole, probe), vectors, whole, probe, energy, config)
-            if len(alt.to_bytes(config.zstd_level)) >= FRAME_INTRA_HOPELESS * size:
+            alt_size = len(alt.to_bytes(config.zstd_level))
+            if alt_size >= FRAME_INTRA_HOPELESS * size:
                 return code, rec
             image = encode_anchor(frame, config, first=probe)
             if image is not probe:
                 alt, alt_rec = _finish(cur, _paste_intra(pred, whole, image), vectors, whole, image, energy, config)
-            if len(alt.to_bytes(config.zstd_level)) < size:
+                alt_size = len(alt.to_bytes(config.zstd_level))
+            if alt_size < size:
                 return alt, alt_rec
     return code, rec
 
