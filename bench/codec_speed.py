@@ -29,11 +29,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from videomemory.bench import synth
-from videomemory.bench.common import timed, write_json
+from videomemory.bench.common import print_table, timed, write_json
 from videomemory.codec.config import CodecConfig, MotionConfig
 from videomemory.codec.decode import sample_frames
 from videomemory.codec.gop import GopEncoder
@@ -162,8 +160,8 @@ def run(quick: bool, threads: int) -> dict:
 
 def show(result: dict) -> None:
     """Print the results as a table."""
-    t = Table(title=f"codec speed, {result['grid']} grid, {result['fps']:g} fps, "
-                    f"torch threads {result['torch_threads']} of {result['cpu_count']} cores")
+    title = (f"codec speed, {result['grid']} grid, {result['fps']:g} fps, "
+             f"torch threads {result['torch_threads']} of {result['cpu_count']} cores")
     cols = [
         ("video", "video", "{}"), ("frames", "sampled_frames", "{}"), ("I", "anchors", "{}"),
         ("decode ms/f", "decode_ms_per_frame", "{:.1f}"), ("code ms/f", "code_ms_per_frame", "{:.1f}"),
@@ -181,11 +179,7 @@ def show(result: dict) -> None:
         ("... P-frames", "fast_within_1pct_blocks_of_p_frames", "{:.1%}"),
         ("... matched blocks", "fast_within_1pct_matched_blocks", "{:.1%}"), ("fast/exh pcost", "fast_pcost_vs_exhaustive", "{:.3f}"),
     ]
-    for head, _, _ in cols:
-        t.add_column(head, justify="right")
-    for r in result["rows"]:
-        t.add_row(*("-" if r[k] is None else fmt.format(r[k]) for _, k, fmt in cols))
-    Console(width=260).print(t)  # wide enough for every column, also when piped
+    print_table(title, cols, result["rows"], 260)
 
 
 def main() -> None:

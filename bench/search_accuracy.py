@@ -15,16 +15,13 @@ runs it. Prints a table and writes JSON (default ``results/search_accuracy.json`
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from videomemory.bench import eval_videos
-from videomemory.bench.common import timed, write_json
+from videomemory.bench.common import print_table, quick_main, timed
 from videomemory.codec.config import GopConfig, Grid, MotionConfig
 from videomemory.codec.decode import sample_frames
 from videomemory.codec.motion import as_tensor, exhaustive_search, fast_search
@@ -89,27 +86,16 @@ def run(quick: bool) -> dict:
 
 def show(result: dict) -> None:
     """Print the results as a table."""
-    t = Table(title=f"fast search vs exhaustive on the evaluation recipes, {result['grid']}, "
-                    f"{result['duration_s']:g} s, pairs the anchor rule predicts")
     cols = [("video", "video", "{}"), ("recipe", "recipe", "{}"), ("pairs", "predicted_pairs", "{}"),
             ("within 1%", "within_1pct", "{:.3%}"), ("worst pair", "worst_pair", "{:.2%}"),
             ("fast core-ms/pair", "fast_core_ms_per_pair", "{:.1f}")]
-    for head, _, _ in cols:
-        t.add_column(head, justify="right")
-    for r in result["rows"]:
-        t.add_row(*("-" if r[k] is None else fmt.format(r[k]) for _, k, fmt in cols))
-    Console(width=160).print(t)
+    print_table(f"fast search vs exhaustive on the evaluation recipes, {result['grid']}, "
+                f"{result['duration_s']:g} s, pairs the anchor rule predicts", cols, result["rows"], 160)
 
 
 def main() -> None:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one recipe per class, 256x256, 10 s")
-    ap.add_argument("--out", type=Path, default=Path("results/search_accuracy.json"))
-    args = ap.parse_args()
-    result = run(args.quick)
-    show(result)
-    write_json(result, args.out)
+    quick_main(__doc__, run, show, Path("results/search_accuracy.json"), "one recipe per class, 256x256, 10 s")
 
 
 if __name__ == "__main__":
