@@ -179,8 +179,20 @@ def merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: 
     the pan: their vectors then say how the picture moved. Over a static textured background
     the background pays lam * |g|_1 a block, so objects moving on it leave the field as the
     search gave it. A merged field's costs (and so its pcost) are those of the merge. Integer
-    arithmetic on one whole-frame shift: CPU and CUDA give the same field.
+    arithmetic on one whole-frame shift: CPU and CUDA give the same field (compiled on the CPU:
+    ``codec.motion_cpu.merge_global``).
     """
+    if lam == 0:
+        return field
+    if cur.device.type == "cpu":
+        from videomemory.codec import motion_cpu  # imports this module's constants
+
+        return motion_cpu.merge_global(field, cur, ref, lam)
+    return _merge_global(field, cur, ref, lam)
+
+
+def _merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> MotionField:
+    """``merge_global`` in numpy and torch (what CUDA runs; the compiled CPU kernel's reference)."""
     # On a field's 1,024 blocks numpy takes a fifth of the time of torch's small ops.
     v = field.vectors.reshape(-1, 2).cpu().numpy().astype(np.int64)
     moving = v.any(1)

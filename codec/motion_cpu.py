@@ -887,7 +887,8 @@ def warm() -> float:
     t0 = time.perf_counter()
     cur = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8))
     ref = torch.roll(cur, 3, dims=2)
-    fast_search(cur, ref, 64, 4, prior=fast_search(cur, ref, 64, 4))
+    field = fast_search(cur, ref, 64, 4, prior=fast_search(cur, ref, 64, 4))
+    merge_global(field, cur, ref, 32)
     detail(cur)
     shift_sad(cur, ref, (1, -2))
     return time.perf_counter() - t0
@@ -910,6 +911,64 @@ def _shift_sads(cur, ref, dy, dx):
         oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
         out[b] = _sad_rgb(cur, oy, ox, refp, p + oy + dy, p + ox + dx, _INF)
     return out
+
+
+def merge_global(field: motion.MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> motion.MotionField:
+    """codec.motion.merge_global on CPU tensors, compiled: one pass over the blocks, and the SAD at
+    g only where a block may take it (its content, moved by g, inside the previous frame, so
+    nothing is padded), stopping once past the block's own cost (a 512x512 pan: 0.23 ms a frame,
+    against 0.61 in numpy)."""
+    by, bx = field.cost.shape
+    v = field.vectors.reshape(-1, 2).numpy().astype(np.int64)
+    merged, gy, gx, vec, cost, sad = _merge(v, field.sad.reshape(-1).numpy(), _rows(cur), _rows(ref), bx, lam,
+                                            motion._MERGE_SUPPORT)
+    if not merged:
+        return field
+    return motion.MotionField(torch.from_numpy(vec).view(by, bx, 2), torch.from_numpy(cost).view(by, bx),
+                              torch.from_numpy(sad).view(by, bx), (int(gy), int(gx)))
+
+
+@numba.njit(**_JIT)
+def _merge(v, sad, cur, ref, bx, lam, support_div):
+    """codec.motion._merge_global on (N, 2) vectors and (N,) SADs of (H, 3W) frames ->
+    (merged, gy, gx, vectors (N, 2) int32, costs (N,), SADs (N,)); not merged: empty arrays."""
+    n = v.shape[0]
+    none = (np.empty((0, 2), np.int32), np.empty(0, np.int64), np.empty(0, np.int64))
+    # g: the most common non-zero vector, ties to the least (dy, dx), as codec.motion.mode_vector
+    lo0, lo1, hi0, hi1, moving = _INF, _INF, -_INF, -_INF, 0
+    for b in range(n):
+        if v[b, 0] != 0 or v[b, 1] != 0:
+            moving += 1
+            lo0, hi0, lo1, hi1 = min(lo0, v[b, 0]), max(hi0, v[b, 0]), min(lo1, v[b, 1]), max(hi1, v[b, 1])
+    if moving == 0:
+        return False, 0, 0, none[0], none[1], none[2]
+    width = hi1 - lo1 + 1
+    counts = np.zeros((hi0 - lo0 + 1) * width, np.int64)
+    for b in range(n):
+        if v[b, 0] != 0 or v[b, 1] != 0:
+            counts[(v[b, 0] - lo0) * width + v[b, 1] - lo1] += 1
+    top = np.argmax(counts)
+    if counts[top] * support_div < n:
+        return False, 0, 0, none[0], none[1], none[2]
+    gy, gx = top // width + lo0, top % width + lo1
+    h, w = (n // bx) * BLOCK, bx * BLOCK
+    vec, cost, out_sad = np.empty((n, 2), np.int32), np.empty(n, np.int64), np.empty(n, np.int64)
+    total = still = 0
+    for b in range(n):
+        oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
+        own = sad[b] + lam * (abs(v[b, 0] - gy) + abs(v[b, 1] - gx))
+        still += sad[b] + lam * (abs(v[b, 0]) + abs(v[b, 1]))
+        s = own + 1
+        if 0 <= oy + gy and oy + gy + BLOCK <= h and 0 <= ox + gx and ox + gx + BLOCK <= w:
+            s = _sad_rgb(cur, oy, ox, ref, oy + gy, ox + gx, own)  # past own it stops: g is not taken
+        if s <= own:
+            vec[b, 0], vec[b, 1], cost[b], out_sad[b] = gy, gx, s, s
+        else:
+            vec[b, 0], vec[b, 1], cost[b], out_sad[b] = v[b, 0], v[b, 1], own, sad[b]
+        total += cost[b]
+    if total >= still:
+        return False, 0, 0, none[0], none[1], none[2]
+    return True, gy, gx, vec, cost, out_sad
 
 
 def detail(cur: torch.Tensor) -> int:

@@ -137,6 +137,48 @@ def test_shift_sad_kernel_equals_the_torch_shift(photo, d):
     assert torch.equal(motion_cpu.shift_sad(view, ref, d), want)
 
 
+def _same_merge(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> bool:
+    """The compiled merge against codec.motion's numpy one -> whether the frame was merged."""
+    from videomemory.codec.motion import _merge_global
+
+    want, got = _merge_global(field, cur, ref, lam), motion_cpu.merge_global(field, cur, ref, lam)
+    assert (got is field) == (want is field) and got.global_motion == want.global_motion
+    assert got.vectors.dtype == want.vectors.dtype == torch.int32
+    assert_same(got, want)
+    return want is not field
+
+
+@pytest.mark.parametrize("lam", [1, MotionConfig().merge_lam, 400])
+def test_merge_kernel_equals_the_numpy_merge(photo, lam):
+    """On searched fields (a pan with an object that has no match, blocks entering at the edges;
+    objects over a still background, which keep their field) and on made-up ones: every block the
+    mode, a tie between two vectors (the least wins), the mode on under 1/6 of the blocks, no
+    motion at all, and vectors whose g points past the frame."""
+    rng = np.random.default_rng(lam)
+    merged = []
+    for dy, dx in ((-21, 37), (5, -3), (0, 0)):
+        cur, ref = pair(photo, dy, dx, 128, 192)
+        field = fast_search(cur, ref, 64, LAM)
+        merged.append(_same_merge(field, cur, ref, lam))
+        merged.append(_same_merge(fast_search(ref, ref, 64, LAM), ref, ref, lam))  # no motion
+        for case in range(5):
+            vec = field.vectors.clone()
+            if case == 0:
+                vec[:] = torch.tensor([3, -60], dtype=torch.int32)
+            elif case == 1:  # a tie: half (2, 1), half (-1, 4)
+                vec.view(-1, 2)[0::2] = torch.tensor([2, 1], dtype=torch.int32)
+                vec.view(-1, 2)[1::2] = torch.tensor([-1, 4], dtype=torch.int32)
+            elif case == 2:  # the mode on 1/7 of the blocks, the rest scattered or still
+                vec = torch.from_numpy(rng.integers(-64, 65, vec.shape).astype(np.int32))
+                vec.view(-1, 2)[::7] = torch.tensor([7, 7], dtype=torch.int32)
+            elif case == 3:
+                vec = torch.from_numpy(rng.integers(-2, 3, vec.shape).astype(np.int32))
+            sad = torch.from_numpy(rng.integers(0, 20_000, field.sad.shape)) if case >= 3 else field.sad
+            made = MotionField(vec, sad + LAM * vec.long().abs().sum(-1), sad)
+            merged.append(_same_merge(made, cur, ref, lam))
+    assert any(merged) and not all(merged)
+
+
 def test_texture_kernel_equals_the_torch_texture(photo):
     """The kernel sums a row's differences in overlapping 16-value SADs and takes back what they
     share; every block, the frame's last column and row too, against codec.motion.texture."""
