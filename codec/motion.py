@@ -196,7 +196,7 @@ def _merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam:
     # On a field's 1,024 blocks numpy takes a fifth of the time of torch's small ops.
     v = field.vectors.reshape(-1, 2).cpu().numpy().astype(np.int64)
     moving = v.any(1)
-    if lam == 0 or not moving.any():
+    if not moving.any():
         return field
     g, support = mode_vector(v[moving])
     if support * _MERGE_SUPPORT < v.shape[0]:
@@ -307,12 +307,7 @@ def _shift_sad(cur: torch.Tensor, refp: torch.Tensor, pad: int, d: tuple[int, in
 
 
 def shift_sad(cur: torch.Tensor, ref: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:
-    """SAD of every block of ``cur`` against the edge-replicated ``ref`` at one vector -> (By*Bx,) int64
-    (compiled on the CPU, where ``cur`` may be a view of an (H, W, 3) image)."""
-    if cur.device.type == "cpu":
-        from videomemory.codec import motion_cpu  # imports this module's constants
-
-        return motion_cpu.shift_sad(cur, ref, d)
+    """SAD of every block of ``cur`` against the edge-replicated ``ref`` at one vector -> (By*Bx,) int64."""
     pad = max(abs(d[0]), abs(d[1]))
     return _shift_sad(cur, pad_edges(ref, pad), pad, d).reshape(-1)
 

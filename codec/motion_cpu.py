@@ -890,27 +890,7 @@ def warm() -> float:
     field = fast_search(cur, ref, 64, 4, prior=fast_search(cur, ref, 64, 4))
     merge_global(field, cur, ref, 32)
     detail(cur)
-    shift_sad(cur, ref, (1, -2))
     return time.perf_counter() - t0
-
-
-def shift_sad(cur: torch.Tensor, ref: torch.Tensor, d: tuple[int, int]) -> torch.Tensor:
-    """codec.motion.shift_sad on CPU tensors (3, H, W) uint8, compiled (a 512x512 pair: ~0.3 ms)."""
-    return torch.from_numpy(_shift_sads(_rows(cur), _rows(ref), d[0], d[1]))
-
-
-@numba.njit(**_JIT)
-def _shift_sads(cur, ref, dy, dx):
-    """SAD of every block of (H, 3W) ``cur`` against edge-replicated ``ref`` at one vector -> (By*Bx,)."""
-    h, w = cur.shape[0], cur.shape[1] // 3
-    bx = w // BLOCK
-    p = max(abs(dy), abs(dx))
-    refp = _pad(ref, p, 3)
-    out = np.empty((h // BLOCK) * bx, np.int64)
-    for b in range(out.shape[0]):
-        oy, ox = (b // bx) * BLOCK, (b % bx) * BLOCK
-        out[b] = _sad_rgb(cur, oy, ox, refp, p + oy + dy, p + ox + dx, _INF)
-    return out
 
 
 def merge_global(field: motion.MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> motion.MotionField:

@@ -124,19 +124,6 @@ def test_pad_replicates_the_edges_and_zeros_the_slack(photo, c, p, slack):
     assert np.array_equal(got[:, : want.shape[1]], want) and not got[:, want.shape[1] :].any()
 
 
-@pytest.mark.parametrize("d", [(0, 0), (3, -7), (-64, 64), (90, 0), (-1, -130)])
-def test_shift_sad_kernel_equals_the_torch_shift(photo, d):
-    """codec.motion.shift_sad (the merge's one vector for every block), edges replicated past the frame."""
-    from videomemory.codec.motion import _shift_sad, pad_edges
-
-    cur, ref = pair(photo, 4, -6, 96, 128)
-    pad = max(map(abs, d))
-    want = _shift_sad(cur, pad_edges(ref, pad), pad, d).reshape(-1)
-    assert torch.equal(motion_cpu.shift_sad(cur, ref, d), want)
-    view = as_tensor(cur.permute(1, 2, 0).contiguous().numpy(), contiguous=False)  # an (H, W, 3) image's view
-    assert torch.equal(motion_cpu.shift_sad(view, ref, d), want)
-
-
 def _same_merge(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam: int) -> bool:
     """The compiled merge against codec.motion's numpy one -> whether the frame was merged."""
     from videomemory.codec.motion import _merge_global
@@ -355,6 +342,7 @@ for h, w, r in [(64, 64, 64), (32, 96, 9), (96, 32, 7), (64, 128, 5), (32, 32, 4
     prior = motion_cpu.fast_search(ref, cur, r, 4)
     fast = motion_cpu.fast_search(cur, ref, r, 4, prior=prior)
     assert torch.equal(fast.cost, motion.fast_search_torch(cur, ref, r, 4, prior=prior).cost)
+    assert torch.equal(motion_cpu.merge_global(fast, cur, ref, 32).cost, motion._merge_global(fast, cur, ref, 32).cost)
     motion_cpu.exhaustive_search(cur, ref, r, 4)
 print("ok")
 """
@@ -382,15 +370,15 @@ def test_warm_compiles_or_loads_every_kernel_the_coder_calls():
         "import torch\n"
         "from videomemory.codec import motion_cpu as m\n"
         "from skimage import data\n"
-        "kernels = [m.search, m._detail, m._interleave, m._shift_sads]  # what Python calls; each compiles all it calls\n"
+        "kernels = [m.search, m._detail, m._interleave, m._merge]  # what Python calls; each compiles all it calls\n"
         "assert not any(k.signatures for k in kernels)\n"
         "assert m.warm() >= 0\n"
         "warmed = [list(k.signatures) for k in kernels]\n"
         "photo = torch.from_numpy(data.astronaut()[:256, :256].copy()).permute(2, 0, 1).contiguous()\n"
         "moved = torch.roll(photo, (5, -9), dims=(1, 2))\n"
-        "m.fast_search(moved, photo, 64, 4, prior=m.fast_search(moved, photo, 64, 4), anchor_above=8000.0)\n"
+        "field = m.fast_search(moved, photo, 64, 4, prior=m.fast_search(moved, photo, 64, 4), anchor_above=8000.0)\n"
+        "assert m.merge_global(field, moved, photo, 32).global_motion == (-5, 9)\n"
         "m.detail(moved)\n"
-        "m.shift_sad(moved, photo, (5, -9))\n"
         "print(all(warmed) and [list(k.signatures) for k in kernels] == warmed)\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
