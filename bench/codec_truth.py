@@ -45,6 +45,7 @@ from videomemory.bench.common import write_json
 from videomemory.codec.config import BLOCK, CodecConfig, Grid
 from videomemory.codec.decode import SampledFrame, sample_frames
 from videomemory.codec.gop import CUT_REASONS, FrameCode, encode
+from videomemory.codec.motion import moved_inside
 from videomemory.errors import VideoMemoryError
 
 PAN_SHARE = 0.95  # of interior blocks on the pan (issue 3)
@@ -84,10 +85,7 @@ def pan_vector(truth: synth.GroundTruth, prev: SampledFrame, cur: SampledFrame, 
 
 def interior(shape: tuple[int, int], want: np.ndarray) -> np.ndarray:
     """Blocks (By, Bx) one block from the border whose content, moved by ``want``, lay inside the previous frame."""
-    by, bx = shape
-    ys, xs = np.meshgrid(np.arange(by) * BLOCK, np.arange(bx) * BLOCK, indexing="ij")
-    ry, rx = ys + want[0], xs + want[1]
-    inside = (ry >= 0) & (rx >= 0) & (ry + BLOCK <= by * BLOCK) & (rx + BLOCK <= bx * BLOCK)
+    inside = moved_inside(shape, want)
     inside[[0, -1], :] = False
     inside[:, [0, -1]] = False
     return inside

@@ -205,11 +205,7 @@ def _merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam:
     sad_m = field.sad.reshape(-1).cpu().numpy()
     own = sad_m + lam * np.abs(v - g).sum(1)
     shape, dev = tuple(field.cost.shape), field.cost.device
-    by, bx = shape
-    oy, ox = np.divmod(np.arange(by * bx), bx)
-    oy, ox = oy * BLOCK + g[0], ox * BLOCK + g[1]  # where each block's content was, moved by g
-    inside = (oy >= 0) & (ox >= 0) & (oy + BLOCK <= by * BLOCK) & (ox + BLOCK <= bx * BLOCK)
-    take = inside & (sad_g <= own)
+    take = moved_inside(shape, g).reshape(-1) & (sad_g <= own)
     cost = np.where(take, sad_g, own)
     if int(cost.sum()) >= int((sad_m + lam * np.abs(v).sum(1)).sum()):
         return field
@@ -217,6 +213,14 @@ def _merge_global(field: MotionField, cur: torch.Tensor, ref: torch.Tensor, lam:
     sad = np.where(take, sad_g, sad_m).reshape(shape)
     return MotionField(torch.from_numpy(vec).to(dev), torch.from_numpy(cost.reshape(shape)).to(dev),
                        torch.from_numpy(sad).to(dev), g)
+
+
+def moved_inside(shape: tuple[int, int], d: tuple[float, float] | np.ndarray) -> np.ndarray:
+    """Blocks (By, Bx) of a field of ``shape`` whose content, moved by ``d`` = (dy, dx) px (where
+    it was), lay wholly inside the previous frame."""
+    by, bx = shape
+    ys, xs = np.meshgrid(np.arange(by) * BLOCK + d[0], np.arange(bx) * BLOCK + d[1], indexing="ij")
+    return (ys >= 0) & (xs >= 0) & (ys + BLOCK <= by * BLOCK) & (xs + BLOCK <= bx * BLOCK)
 
 
 # --------------------------------------------------------------------------- shared helpers
